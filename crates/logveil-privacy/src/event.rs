@@ -1,0 +1,162 @@
+//! [`Event`]: the record that leaves the parse/pseudonymize step. It cannot hold a raw identifier.
+
+use logveil_parse::LogRecord;
+use logveil_parse::time::MICROS_PER_DAY;
+
+use crate::pseudonym::{Pseudonym, Pseudonymizer};
+use crate::sanitize::{Page, ReferrerDomain, is_bot};
+
+/// The request method, reduced to what reports distinguish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Other,
+}
+
+impl Method {
+    fn from_bytes(method: Option<&[u8]>) -> Self {
+        match method {
+            Some(b"GET") => Self::Get,
+            Some(b"HEAD") => Self::Head,
+            Some(b"POST") => Self::Post,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// One request after pseudonymization.
+///
+/// The invariant the whole pipeline rests on: **no field of `Event` can hold a raw IP,
+/// cookie value, user name or e-mail.** It is enforced by types, not by convention:
+/// [`Pseudonym`] is built only by keyed hashing, [`Page`] only by the sanitiser (path
+/// without query, e-mail-like segments redacted), [`ReferrerDomain`] only by host
+/// extraction; the user agent is reduced to a bot flag. Raw values exist only as
+/// `logveil_parse::RawIdentifier`s, which borrow the input buffer and cannot be stored.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub utc_micros: i64,
+    pub visitor: Pseudonym,
+    /// Whether `visitor` came from the visitor cookie (`false`: from IP + user agent + day).
+    pub cookie_visitor: bool,
+    pub method: Method,
+    pub status: Option<u16>,
+    pub bytes: u64,
+    /// `None` when the line had no usable request target (`"-"`, junk).
+    pub page: Option<Page>,
+    pub referrer: ReferrerDomain,
+    pub bot: bool,
+}
+
+impl Event {
+    /// A *view*: a well-formed GET request answered 200–399, from a non-bot user agent
+    /// unless `include_bots`.
+    pub fn is_view(&self, include_bots: bool) -> bool {
+        self.method == Method::Get
+            && self.page.is_some()
+            && self.status.is_some_and(|s| (200..400).contains(&s))
+            && (include_bots || !self.bot)
+    }
+
+    /// The UTC day (days since 1970-01-01).
+    pub fn utc_day(&self) -> i32 {
+        self.utc_micros.div_euclid(MICROS_PER_DAY) as i32
+    }
+}
+
+impl Pseudonymizer {
+    /// Hashes and sanitises one parsed record. The record (and with it every raw
+    /// identifier) can be dropped as soon as this returns.
+    ///
+    /// Returns `None` only when the record has no time, which the parser never yields.
+    pub fn event(&self, record: &LogRecord<'_>) -> Option<Event> {
+        let utc_micros = record.time?.utc_micros;
+        let utc_day = utc_micros.div_euclid(MICROS_PER_DAY) as i32;
+        let (visitor, cookie_visitor) = match record.visitor_cookie {
+            Some(cookie) => (self.visitor_from_cookie(cookie.expose_for_hashing()), true),
+            None => (
+                self.visitor_from_client(
+                    record.client.map_or(&b""[..], |c| c.expose_for_hashing()),
+                    record.user_agent.unwrap_or_default(),
+                    utc_day,
+                ),
+                false,
+            ),
+        };
+        let target = record.target_path().filter(|t| t.starts_with(b"/") || t.starts_with(b"http"));
+        Some(Event {
+            utc_micros,
+            visitor,
+            cookie_visitor,
+            method: Method::from_bytes(record.method()),
+            status: record.status,
+            bytes: record.bytes.unwrap_or(0),
+            page: target.map(|t| Page::from_target(strip_absolute_form(t))),
+            referrer: ReferrerDomain::from_referer(record.referer),
+            bot: is_bot(record.user_agent),
+        })
+    }
+}
+
+/// `GET http://host/path` (absolute-form, sent to proxies) → `/path`.
+fn strip_absolute_form(target: &[u8]) -> &[u8] {
+    if target.starts_with(b"/") {
+        return target;
+    }
+    let after = memchr::memmem::find(target, b"://").map_or(0, |i| i + 3);
+    memchr::memchr(b'/', &target[after..]).map_or(b"/", |i| &target[after + i..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logveil_parse::{LineParser, LogFormat};
+
+    fn pseudonymizer() -> Pseudonymizer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n", "ab".repeat(32))).unwrap();
+        Pseudonymizer::new(crate::KeyRing::load(&path).unwrap().newest())
+    }
+
+    #[test]
+    fn cookie_visitor_ignores_ip_and_fallback_uses_day() {
+        let p = pseudonymizer();
+        let parser = LineParser::new(LogFormat::from_name_or_format("combined_cookie").unwrap(), Some("jt_uid"));
+        let line = |ip: &str, day: &str, cookie: &str| {
+            format!(r#"{ip} - - [{day}/Nov/2026:12:00:00 +0000] "GET /a?email=x%40example.com HTTP/1.1" 200 10 "-" "UA" "{cookie}""#)
+        };
+        let ev = |l: String| p.event(&parser.parse(l.as_bytes()).unwrap()).unwrap();
+        let a = ev(line("192.0.2.1", "01", "jt_uid=u-1"));
+        let b = ev(line("192.0.2.2", "02", "jt_uid=u-1"));
+        assert!(a.cookie_visitor && a.visitor == b.visitor);
+        assert_eq!(a.page.as_ref().unwrap().as_str(), "/a");
+        assert!(a.is_view(false));
+        let c = ev(line("192.0.2.1", "01", "-"));
+        let d = ev(line("192.0.2.1", "02", "-"));
+        let e = ev(line("192.0.2.1", "01", "other=1"));
+        assert!(!c.cookie_visitor);
+        assert_ne!(c.visitor, d.visitor, "fallback visitor changes with the UTC day");
+        assert_eq!(c.visitor, e.visitor);
+        assert_ne!(a.visitor, c.visitor);
+    }
+
+    #[test]
+    fn view_definition() {
+        let p = pseudonymizer();
+        let parser = LineParser::new(LogFormat::from_name_or_format("combined").unwrap(), None);
+        let ev = |req: &str, status: &str, ua: &str| {
+            let l = format!(r#"192.0.2.1 - - [01/Nov/2026:12:00:00 +0000] "{req}" {status} 10 "-" "{ua}""#);
+            p.event(&parser.parse(l.as_bytes()).unwrap()).unwrap()
+        };
+        assert!(ev("GET / HTTP/1.1", "200", "Mozilla").is_view(false));
+        assert!(ev("GET / HTTP/1.1", "399", "Mozilla").is_view(false));
+        assert!(!ev("GET / HTTP/1.1", "404", "Mozilla").is_view(false));
+        assert!(!ev("POST / HTTP/1.1", "200", "Mozilla").is_view(false));
+        assert!(!ev("GET / HTTP/1.1", "200", "Googlebot").is_view(false));
+        assert!(ev("GET / HTTP/1.1", "200", "Googlebot").is_view(true));
+        assert!(!ev("-", "400", "Mozilla").is_view(true));
+        assert_eq!(ev("GET http://h.example/x?q HTTP/1.1", "200", "M").page.unwrap().as_str(), "/x");
+    }
+}

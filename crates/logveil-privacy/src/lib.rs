@@ -1,0 +1,24 @@
+//! Everything that makes logveil's output safe to hand out: keys, pseudonyms, sanitising,
+//! generalisation, and the policy model.
+//!
+//! - [`KeyRing`] reads root keys; [`Pseudonymizer`] derives purpose-bound subkeys and turns
+//!   raw identifiers into [`Pseudonym`]s (keyed BLAKE3, canonical encoding documented in
+//!   [`pseudonym`]).
+//! - [`Pseudonymizer::event`] converts a borrowed `LogRecord` into an [`Event`], the only
+//!   record type that travels further down the pipeline; it holds no raw identifier.
+//! - [`sanitize`] reduces free text to what reports may carry: [`Page`], [`ReferrerDomain`], a bot flag.
+//! - [`generalize`] maps quasi-identifiers to coarse bands (age band, gender).
+//! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
+
+mod event;
+pub mod generalize;
+pub mod keys;
+pub mod policy;
+pub mod pseudonym;
+pub mod sanitize;
+
+pub use event::{Event, Method};
+pub use keys::{KeyError, KeyId, KeyRing, RootKey};
+pub use policy::{Audience, ConsentColumn, Dimension, Policy, PolicyError, Purpose};
+pub use pseudonym::{Pseudonym, Pseudonymizer};
+pub use sanitize::{Page, ReferrerDomain};
