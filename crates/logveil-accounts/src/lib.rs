@@ -1,1 +1,451 @@
-//! logveil-accounts
+//! Account stores: read registered accounts once per run into a join table keyed by
+//! visitor pseudonym, keeping only what the policy may use.
+//!
+//! Sources: `csv:PATH` (one row per account–cookie link, the export schema in the README)
+//! and `sqlite:PATH` (tables `accounts` and `account_cookies`, opened read-only). Cookie IDs
+//! are hashed with the visitor subkey as they are read, so a visitor pseudonym from the logs
+//! finds its account; account IDs become account pseudonyms. E-mail, name and zip code are
+//! never read. [`AccountStore::join`] applies a purpose's consent rules.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
+
+use logveil_privacy::generalize;
+use logveil_privacy::keys::parse_date;
+use logveil_privacy::{ConsentColumn, Pseudonym, Pseudonymizer, Purpose};
+
+/// An account source that cannot be read. Messages name the source and the column, never a value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountsError {
+    #[error("accounts source `{spec}`: unknown kind (allowed: csv:PATH, sqlite:PATH)")]
+    UnknownSource { spec: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Csv { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("{path}: row {row}: column `{column}`: {message}")]
+    BadValue {
+        path: PathBuf,
+        row: u64,
+        column: &'static str,
+        message: &'static str,
+    },
+}
+
+/// Where accounts come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountSource {
+    Csv(PathBuf),
+    Sqlite(PathBuf),
+}
+
+impl AccountSource {
+    /// Parses `csv:PATH` or `sqlite:PATH`; a relative PATH is taken from `base`.
+    pub fn parse(spec: &str, base: &Path) -> Result<Self, AccountsError> {
+        let (kind, path) = spec.split_once(':').ok_or_else(|| AccountsError::UnknownSource { spec: spec.to_owned() })?;
+        let path = base.join(path);
+        match kind {
+            "csv" => Ok(Self::Csv(path)),
+            "sqlite" => Ok(Self::Sqlite(path)),
+            _ => Err(AccountsError::UnknownSource { spec: spec.to_owned() }),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            Self::Csv(p) | Self::Sqlite(p) => p,
+        }
+    }
+}
+
+/// What the pipeline keeps of one account.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Keyed hash of the account ID: lets reports count distinct accounts.
+    pub key: Pseudonym,
+    /// Days since 1970-01-01; `None` when empty or invalid.
+    pub birth_day: Option<i32>,
+    /// Lower-cased gender, or `unknown`.
+    pub gender: Box<str>,
+    pub consent_research: bool,
+    pub consent_advertising: bool,
+    pub newsletter_opt_out: bool,
+    pub deleted: bool,
+}
+
+/// The result of trying to join a visitor to an account for a purpose.
+#[derive(Debug, Clone, Copy)]
+pub enum JoinOutcome<'a> {
+    Joined(&'a Account),
+    /// The visitor has no linked account (or the purpose does not join).
+    NoAccount,
+    /// The account did not consent to the purpose (or opted out of contact).
+    NoConsent,
+    Deleted,
+}
+
+impl JoinOutcome<'_> {
+    pub const NAMES: [&'static str; 4] = ["joined", "no_account", "no_consent", "deleted"];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Joined(_) => "joined",
+            Self::NoAccount => "no_account",
+            Self::NoConsent => "no_consent",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// Counts from loading, for the run summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadStats {
+    pub accounts: u64,
+    pub cookie_links: u64,
+    /// Cookies linked to more than one account: never joined (whose would it be?).
+    pub ambiguous_cookies: u64,
+    /// Birth dates that are not `YYYY-MM-DD`: treated as unknown.
+    pub invalid_birth_dates: u64,
+}
+
+/// Accounts indexed by the pseudonym of each linked cookie.
+#[derive(Debug, Default)]
+pub struct AccountStore {
+    accounts: Vec<Account>,
+    by_visitor: HashMap<Pseudonym, u32>,
+    stats: LoadStats,
+}
+
+/// Sentinel for a cookie seen on two accounts.
+const AMBIGUOUS: u32 = u32::MAX;
+
+impl AccountStore {
+    pub fn load(source: &AccountSource, pseudonymizer: &Pseudonymizer) -> Result<Self, AccountsError> {
+        let mut builder = Builder::new(pseudonymizer);
+        match source {
+            AccountSource::Csv(path) => load_csv(path, &mut builder)?,
+            AccountSource::Sqlite(path) => load_sqlite(path, &mut builder)?,
+        }
+        Ok(builder.finish())
+    }
+
+    pub fn stats(&self) -> &LoadStats {
+        &self.stats
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Joins a visitor to an account if the purpose and the account's consent allow it.
+    ///
+    /// Rules: the purpose must have `join_accounts`; a deleted account never joins; the
+    /// purpose's consent flag must be set; a `contact` purpose also requires that the
+    /// account has not opted out of the newsletter.
+    pub fn join(&self, visitor: &Pseudonym, purpose: &Purpose) -> JoinOutcome<'_> {
+        if !purpose.join_accounts {
+            return JoinOutcome::NoAccount;
+        }
+        let Some(&index) = self.by_visitor.get(visitor) else {
+            return JoinOutcome::NoAccount;
+        };
+        let account = &self.accounts[index as usize];
+        if account.deleted {
+            return JoinOutcome::Deleted;
+        }
+        let consented = match purpose.consent {
+            Some(ConsentColumn::ConsentResearch) => account.consent_research,
+            Some(ConsentColumn::ConsentAdvertising) => account.consent_advertising,
+            None => false,
+        };
+        if !consented || (purpose.contact && account.newsletter_opt_out) {
+            return JoinOutcome::NoConsent;
+        }
+        JoinOutcome::Joined(account)
+    }
+}
+
+/// One row as read from a source; the raw strings live only until [`Builder::add`] returns.
+struct Row<'r> {
+    account_id: &'r [u8],
+    cookie_id: Option<&'r [u8]>,
+    birth_date: &'r str,
+    gender: &'r str,
+    flags: [bool; 4],
+}
+
+struct Builder<'p> {
+    pseudonymizer: &'p Pseudonymizer,
+    store: AccountStore,
+    by_account: HashMap<Pseudonym, u32>,
+}
+
+impl<'p> Builder<'p> {
+    fn new(pseudonymizer: &'p Pseudonymizer) -> Self {
+        Self {
+            pseudonymizer,
+            store: AccountStore::default(),
+            by_account: HashMap::new(),
+        }
+    }
+
+    fn add(&mut self, row: &Row<'_>) {
+        let key = self.pseudonymizer.account(row.account_id);
+        let index = match self.by_account.entry(key) {
+            Entry::Occupied(e) => *e.get(),
+            Entry::Vacant(e) => {
+                let birth_day = if row.birth_date.trim().is_empty() {
+                    None
+                } else {
+                    let parsed = parse_date(row.birth_date.trim());
+                    if parsed.is_none() {
+                        self.store.stats.invalid_birth_dates += 1;
+                    }
+                    parsed
+                };
+                let [consent_research, consent_advertising, newsletter_opt_out, deleted] = row.flags;
+                self.store.accounts.push(Account {
+                    key,
+                    birth_day,
+                    gender: generalize::gender(row.gender),
+                    consent_research,
+                    consent_advertising,
+                    newsletter_opt_out,
+                    deleted,
+                });
+                self.store.stats.accounts += 1;
+                *e.insert((self.store.accounts.len() - 1) as u32)
+            }
+        };
+        let Some(cookie) = row.cookie_id.filter(|c| !c.is_empty()) else {
+            return;
+        };
+        self.store.stats.cookie_links += 1;
+        match self.store.by_visitor.entry(self.pseudonymizer.visitor_from_cookie(cookie)) {
+            Entry::Vacant(e) => {
+                e.insert(index);
+            }
+            Entry::Occupied(mut e) => {
+                if *e.get() != index && *e.get() != AMBIGUOUS {
+                    e.insert(AMBIGUOUS);
+                    self.store.stats.ambiguous_cookies += 1;
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> AccountStore {
+        self.store.by_visitor.retain(|_, index| *index != AMBIGUOUS);
+        self.store
+    }
+}
+
+const FLAG_COLUMNS: [&str; 4] = ["consent_research", "consent_advertising", "newsletter_opt_out", "deleted"];
+
+fn parse_flag(value: &[u8]) -> Option<bool> {
+    match value.trim_ascii() {
+        b"1" | b"true" => Some(true),
+        b"0" | b"false" => Some(false),
+        _ => None,
+    }
+}
+
+fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError> {
+    let csv_error = |e: &csv::Error| AccountsError::Csv {
+        path: path.to_owned(),
+        // csv's messages can quote field contents; keep only the position and kind.
+        message: match e.position() {
+            Some(p) => format!("malformed CSV at line {}", p.line()),
+            None => "malformed CSV".to_owned(),
+        },
+    };
+    let file = std::fs::File::open(path).map_err(|source| AccountsError::Io { path: path.to_owned(), source })?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::BufReader::new(file));
+    let headers = reader.byte_headers().map_err(|e| csv_error(&e))?.clone();
+    let column = |name: &'static str| -> Result<usize, AccountsError> {
+        headers.iter().position(|h| h.trim_ascii() == name.as_bytes()).ok_or_else(|| AccountsError::Csv {
+            path: path.to_owned(),
+            message: format!("missing column `{name}` (required: account_id, cookie_id, birth_date, gender, {})", FLAG_COLUMNS.join(", ")),
+        })
+    };
+    let (c_account, c_cookie, c_birth, c_gender) = (column("account_id")?, column("cookie_id")?, column("birth_date")?, column("gender")?);
+    let c_flags = [column(FLAG_COLUMNS[0])?, column(FLAG_COLUMNS[1])?, column(FLAG_COLUMNS[2])?, column(FLAG_COLUMNS[3])?];
+    let mut record = csv::ByteRecord::new();
+    let mut row_number = 1u64;
+    while reader.read_byte_record(&mut record).map_err(|e| csv_error(&e))? {
+        row_number += 1;
+        let bad = |column: &'static str, message: &'static str| AccountsError::BadValue {
+            path: path.to_owned(),
+            row: row_number,
+            column,
+            message,
+        };
+        let field = |i: usize| record.get(i).unwrap_or_default();
+        let text = |i: usize, name: &'static str| std::str::from_utf8(field(i)).map_err(|_| bad(name, "not UTF-8"));
+        let account_id = field(c_account).trim_ascii();
+        if account_id.is_empty() {
+            return Err(bad("account_id", "empty"));
+        }
+        let mut flags = [false; 4];
+        for (k, &c) in c_flags.iter().enumerate() {
+            flags[k] = parse_flag(field(c)).ok_or_else(|| bad(FLAG_COLUMNS[k], "expected 0 or 1"))?;
+        }
+        builder.add(&Row {
+            account_id,
+            cookie_id: Some(field(c_cookie).trim_ascii()),
+            birth_date: text(c_birth, "birth_date")?,
+            gender: text(c_gender, "gender")?,
+            flags,
+        });
+    }
+    Ok(())
+}
+
+/// The query the SQLite source runs: only the columns the pipeline uses.
+pub const SQLITE_QUERY: &str = "SELECT a.account_id, c.cookie_id, a.birth_date, a.gender, \
+     a.consent_research, a.consent_advertising, a.newsletter_opt_out, a.deleted \
+     FROM accounts a LEFT JOIN account_cookies c ON c.account_id = a.account_id";
+
+fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError> {
+    use rusqlite::{OpenFlags, types::ValueRef};
+    let sql_error = |source| AccountsError::Sqlite { path: path.to_owned(), source };
+    if !path.exists() {
+        return Err(AccountsError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sql_error)?;
+    let mut stmt = conn.prepare(SQLITE_QUERY).map_err(sql_error)?;
+    let mut rows = stmt.query([]).map_err(sql_error)?;
+    let mut row_number = 0u64;
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        row_number += 1;
+        let bad = |column: &'static str, message: &'static str| AccountsError::BadValue {
+            path: path.to_owned(),
+            row: row_number,
+            column,
+            message,
+        };
+        let bytes = |i: usize, name: &'static str| -> Result<Option<&[u8]>, AccountsError> {
+            match row.get_ref(i).map_err(sql_error)? {
+                ValueRef::Null => Ok(None),
+                ValueRef::Text(t) | ValueRef::Blob(t) => Ok(Some(t)),
+                ValueRef::Integer(_) | ValueRef::Real(_) => Err(bad(name, "expected text")),
+            }
+        };
+        let text = |i: usize, name: &'static str| -> Result<&str, AccountsError> {
+            bytes(i, name)?.map_or(Ok(""), |b| std::str::from_utf8(b).map_err(|_| bad(name, "not UTF-8")))
+        };
+        let account_id = bytes(0, "account_id")?.ok_or_else(|| bad("account_id", "NULL"))?;
+        let mut flags = [false; 4];
+        for (k, name) in FLAG_COLUMNS.iter().enumerate() {
+            flags[k] = match row.get_ref(4 + k).map_err(sql_error)? {
+                ValueRef::Integer(0) => false,
+                ValueRef::Integer(1) => true,
+                _ => return Err(bad(name, "expected 0 or 1")),
+            };
+        }
+        builder.add(&Row {
+            account_id,
+            cookie_id: bytes(1, "cookie_id")?,
+            birth_date: text(2, "birth_date")?,
+            gender: text(3, "gender")?,
+            flags,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logveil_privacy::KeyRing;
+
+    fn pseudonymizer() -> Pseudonymizer {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n", "cd".repeat(32))).unwrap();
+        Pseudonymizer::new(KeyRing::load(&path).unwrap().newest())
+    }
+
+    const CSV: &str = "account_id,cookie_id,email,birth_date,gender,zip_code,occupation,industry,interests,consent_research,consent_advertising,newsletter_opt_out,deleted\n\
+A1,c-1,a1@example.com,1990-05-01,Female,100-0001,engineer,it,travel|food,1,0,0,0\n\
+A1,c-2,a1@example.com,1990-05-01,Female,100-0001,engineer,it,travel|food,1,0,0,0\n\
+A2,c-3,a2@example.com,,M,100-0002,,,,0,1,1,0\n\
+A3,c-4,a3@example.com,not-a-date,,100-0003,,,,1,1,0,1\n\
+A4,c-5,a4@example.com,1950-01-01,male,,,,,1,0,0,0\n\
+A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
+
+    fn purpose(consent: Option<ConsentColumn>, contact: bool) -> Purpose {
+        Purpose { description: String::new(), join_accounts: consent.is_some(), consent, contact }
+    }
+
+    #[test]
+    fn csv_joins_follow_consent_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, CSV).unwrap();
+        let p = pseudonymizer();
+        let store = AccountStore::load(&AccountSource::Csv(path), &p).unwrap();
+        assert_eq!(store.stats(), &LoadStats { accounts: 5, cookie_links: 6, ambiguous_cookies: 1, invalid_birth_dates: 1 });
+        let research = purpose(Some(ConsentColumn::ConsentResearch), false);
+        let ads_contact = purpose(Some(ConsentColumn::ConsentAdvertising), true);
+        let v = |c: &str| p.visitor_from_cookie(c.as_bytes());
+        let JoinOutcome::Joined(a) = store.join(&v("c-2"), &research) else { panic!("c-2 should join") };
+        assert_eq!(&*a.gender, "female");
+        assert_eq!(store.join(&v("c-3"), &research).name(), "no_consent");
+        assert_eq!(store.join(&v("c-3"), &ads_contact).name(), "no_consent", "newsletter opt-out blocks contact purposes");
+        assert_eq!(store.join(&v("c-4"), &research).name(), "deleted");
+        assert_eq!(store.join(&v("c-5"), &research).name(), "no_account", "ambiguous cookie never joins");
+        assert_eq!(store.join(&v("nope"), &research).name(), "no_account");
+        assert_eq!(store.join(&v("c-1"), &purpose(None, false)).name(), "no_account");
+    }
+
+    #[test]
+    fn bad_flag_names_row_and_column_without_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, CSV.replace("A2,c-3,a2@example.com,,M,100-0002,,,,0,1,1,0", "A2,c-3,a2@example.com,,M,100-0002,,,,yes,1,1,0")).unwrap();
+        let e = AccountStore::load(&AccountSource::Csv(path), &pseudonymizer()).unwrap_err().to_string();
+        assert!(e.contains("row 4") && e.contains("consent_research") && !e.contains("a2@example.com") && !e.contains("c-3"), "{e}");
+    }
+
+    #[test]
+    fn sqlite_matches_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("a.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE accounts (account_id TEXT PRIMARY KEY, email TEXT, birth_date TEXT, gender TEXT, zip_code TEXT, occupation TEXT, industry TEXT, interests TEXT, consent_research INTEGER NOT NULL, consent_advertising INTEGER NOT NULL, newsletter_opt_out INTEGER NOT NULL, deleted INTEGER NOT NULL);
+             CREATE TABLE account_cookies (cookie_id TEXT PRIMARY KEY, account_id TEXT NOT NULL);
+             INSERT INTO accounts VALUES ('A1','a1@example.com','1990-05-01','Female','','','','',1,0,0,0), ('A2','a2@example.com',NULL,'M','','','','',0,1,1,0), ('A9','a9@example.com','1980-01-01','f','','','','',1,1,0,0);
+             INSERT INTO account_cookies VALUES ('c-1','A1'), ('c-2','A1'), ('c-3','A2');",
+        )
+        .unwrap();
+        drop(conn);
+        let p = pseudonymizer();
+        let store = AccountStore::load(&AccountSource::Sqlite(db), &p).unwrap();
+        assert_eq!(store.stats().accounts, 3, "an account without cookies still loads");
+        assert_eq!(store.stats().cookie_links, 3);
+        let research = purpose(Some(ConsentColumn::ConsentResearch), false);
+        assert_eq!(store.join(&p.visitor_from_cookie(b"c-2"), &research).name(), "joined");
+        assert_eq!(store.join(&p.visitor_from_cookie(b"c-3"), &research).name(), "no_consent");
+    }
+
+    #[test]
+    fn source_spec_parsing() {
+        let base = Path::new("/p");
+        assert_eq!(AccountSource::parse("csv:a.csv", base).unwrap(), AccountSource::Csv("/p/a.csv".into()));
+        assert_eq!(AccountSource::parse("sqlite:/abs.db", base).unwrap(), AccountSource::Sqlite("/abs.db".into()));
+        assert!(AccountSource::parse("mysql:x", base).unwrap_err().to_string().contains("csv:PATH, sqlite:PATH"));
+    }
+}

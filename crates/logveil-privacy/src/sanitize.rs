@@ -48,6 +48,11 @@ impl Page {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The text, shared (cheap to clone into many report cells).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
+    }
 }
 
 impl fmt::Debug for Page {
@@ -91,6 +96,11 @@ impl ReferrerDomain {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The text, shared (cheap to clone into many report cells).
+    pub fn shared(&self) -> Arc<str> {
+        Arc::clone(&self.0)
     }
 }
 

@@ -1,1 +1,17 @@
-//! logveil-report
+//! Reports: aggregate [`Event`](logveil_privacy::Event)s into cells, decide which cells
+//! may be published, and write them as Parquet.
+//!
+//! - [`ReportSpec`]: bucket, dimensions, metrics, audience threshold.
+//! - [`ReportState`]: exact, mergeable and serialisable per-cell state.
+//! - [`disclose`]: the audience's disclosure control over the merged state.
+//! - [`write`]: one atomically written Parquet file per report partition, with provenance metadata.
+
+pub mod aggregate;
+pub mod calendar;
+pub mod disclose;
+mod spec;
+pub mod write;
+
+pub use aggregate::{CellKey, CellState, JoinCounts, ReportState};
+pub use calendar::Calendar;
+pub use spec::{Bucket, Metric, ReportSpec};

@@ -1,0 +1,191 @@
+//! Mergeable, serialisable aggregation state.
+//!
+//! A [`ReportState`] holds exact per-cell state (view and byte counts, the set of visitor
+//! pseudonyms, the set of account pseudonyms). Two states built from disjoint inputs merge
+//! into the state of their union, which is what lets batch runs split work across threads
+//! now, and edge agents ship partial states to an aggregator later. Disclosure control
+//! runs only on the final, merged state ([`crate::disclose`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use logveil_accounts::JoinOutcome;
+use logveil_parse::time::MICROS_PER_SECOND;
+use logveil_privacy::generalize::{self, UNKNOWN};
+use logveil_privacy::{Dimension, Event, Pseudonym};
+use serde::{Deserialize, Serialize};
+
+use crate::calendar::{Calendar, month_start, week_start};
+use crate::spec::{Bucket, ReportSpec};
+
+const MICROS_PER_HOUR: i64 = 3600 * MICROS_PER_SECOND;
+
+/// Identifies a cell: bucket start plus one value per dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CellKey {
+    /// Start of the bucket: UTC microseconds for hourly reports, a day number otherwise.
+    pub bucket: i64,
+    /// The partition day (local calendar) this cell is written under.
+    pub partition_day: i32,
+    pub dims: Box<[Arc<str>]>,
+}
+
+/// Exact state of one cell.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellState {
+    pub views: u64,
+    pub bytes: u64,
+    pub visitors: HashSet<Pseudonym>,
+    pub accounts: HashSet<Pseudonym>,
+}
+
+impl CellState {
+    fn merge(&mut self, other: CellState) {
+        self.views += other.views;
+        self.bytes += other.bytes;
+        self.visitors.extend(other.visitors);
+        self.accounts.extend(other.accounts);
+    }
+}
+
+/// Join outcomes counted over a report's views.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCounts {
+    pub joined: u64,
+    pub no_account: u64,
+    pub no_consent: u64,
+    pub deleted: u64,
+}
+
+impl JoinCounts {
+    fn add(&mut self, outcome: &JoinOutcome<'_>) {
+        match outcome {
+            JoinOutcome::Joined(_) => self.joined += 1,
+            JoinOutcome::NoAccount => self.no_account += 1,
+            JoinOutcome::NoConsent => self.no_consent += 1,
+            JoinOutcome::Deleted => self.deleted += 1,
+        }
+    }
+
+    fn merge(&mut self, other: &JoinCounts) {
+        self.joined += other.joined;
+        self.no_account += other.no_account;
+        self.no_consent += other.no_consent;
+        self.deleted += other.deleted;
+    }
+}
+
+/// The state of one report over some part of the input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportState {
+    #[serde(with = "cells_as_pairs")]
+    pub cells: HashMap<CellKey, CellState>,
+    /// Every partition day that had any parsed line, view or not: its partition is
+    /// rewritten (possibly empty) so re-running a day replaces what was there.
+    pub days_seen: BTreeSet<i32>,
+    /// Only for reports that join accounts.
+    pub joins: Option<JoinCounts>,
+}
+
+impl ReportState {
+    pub fn new(spec: &ReportSpec) -> Self {
+        Self {
+            joins: spec.needs_join().then(JoinCounts::default),
+            ..Self::default()
+        }
+    }
+
+    /// Folds `other` (built from other lines) into `self`.
+    pub fn merge(&mut self, other: ReportState) {
+        for (key, cell) in other.cells {
+            self.cells.entry(key).or_default().merge(cell);
+        }
+        self.days_seen.extend(other.days_seen);
+        if let (Some(mine), Some(theirs)) = (&mut self.joins, &other.joins) {
+            mine.merge(theirs);
+        }
+    }
+
+    /// Adds one event. `join` is the account join for this report's purpose
+    /// (only consulted when the report needs it).
+    pub fn observe(&mut self, spec: &ReportSpec, calendar: &Calendar, event: &Event, join: JoinOutcome<'_>) {
+        let local_day = calendar.day_of(event.utc_micros);
+        self.days_seen.insert(local_day);
+        if !event.is_view(spec.include_bots) {
+            return;
+        }
+        if let Some(joins) = &mut self.joins {
+            joins.add(&join);
+        }
+        let account = match join {
+            JoinOutcome::Joined(a) => Some(a),
+            _ => None,
+        };
+        let (bucket, partition_day) = match spec.bucket {
+            Bucket::Hour => {
+                let hour = event.utc_micros.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
+                (hour, calendar.day_of(hour))
+            }
+            Bucket::Day => (i64::from(local_day), local_day),
+            Bucket::Week => (i64::from(week_start(local_day)), week_start(local_day)),
+            Bucket::Month => (i64::from(month_start(local_day)), month_start(local_day)),
+        };
+        let dims: Box<[Arc<str>]> = spec
+            .dimensions
+            .iter()
+            .map(|d| dimension_value(*d, event, account, local_day))
+            .collect();
+        let cell = self.cells.entry(CellKey { bucket, partition_day, dims }).or_default();
+        cell.views += 1;
+        cell.bytes += event.bytes;
+        cell.visitors.insert(event.visitor);
+        if let Some(account) = account {
+            cell.accounts.insert(account.key);
+        }
+    }
+
+    /// Cells grouped by partition day (sorted), with every seen day present.
+    pub fn into_partitions(self) -> BTreeMap<i32, Vec<(CellKey, CellState)>> {
+        let mut parts: BTreeMap<i32, Vec<(CellKey, CellState)>> = self.days_seen.iter().map(|d| (*d, Vec::new())).collect();
+        for (key, cell) in self.cells {
+            parts.entry(key.partition_day).or_default().push((key, cell));
+        }
+        for cells in parts.values_mut() {
+            cells.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        parts
+    }
+}
+
+fn status_class(status: Option<u16>) -> Arc<str> {
+    match status {
+        Some(s) => Arc::from(format!("{}xx", s / 100)),
+        None => Arc::from("-"),
+    }
+}
+
+fn dimension_value(dim: Dimension, event: &Event, account: Option<&logveil_accounts::Account>, day: i32) -> Arc<str> {
+    match dim {
+        Dimension::Page => event.page.as_ref().map_or_else(|| Arc::from("-"), logveil_privacy::Page::shared),
+        Dimension::ReferrerDomain => event.referrer.shared(),
+        Dimension::StatusClass => status_class(event.status),
+        Dimension::AgeBand => Arc::from(account.map_or(UNKNOWN, |a| generalize::age_band(a.birth_day, day))),
+        Dimension::Gender => Arc::from(account.map_or(UNKNOWN, |a| &*a.gender)),
+    }
+}
+
+/// JSON and other self-describing formats need string map keys; cells go as a list of pairs.
+mod cells_as_pairs {
+    use super::{CellKey, CellState, HashMap};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(cells: &HashMap<CellKey, CellState>, s: S) -> Result<S::Ok, S::Error> {
+        let mut pairs: Vec<(&CellKey, &CellState)> = cells.iter().collect();
+        pairs.sort_by(|a, b| a.0.cmp(b.0));
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<CellKey, CellState>, D::Error> {
+        Ok(Vec::<(CellKey, CellState)>::deserialize(d)?.into_iter().collect())
+    }
+}

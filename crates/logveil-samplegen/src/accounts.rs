@@ -1,0 +1,239 @@
+//! Synthetic accounts and their CSV / `SQLite` renderings.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rusqlite::{Connection, params};
+
+use crate::catalog::{AGE_BANDS, GENDERS, INDUSTRIES, INTERESTS, OCCUPATIONS};
+use crate::rng::Rng;
+
+pub const ACCOUNTS: usize = 600;
+/// The first accounts get hand-picked birthdays (band boundaries on the two report days,
+/// a leap day) and are guaranteed to visit on both days.
+pub const PINNED: usize = 6;
+
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "mirrors the four 0/1 columns of the accounts table"
+)]
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub id: String,
+    pub email: String,
+    /// (year, month, day); `None` is an empty `birth_date`.
+    pub birth_date: Option<(i64, u32, u32)>,
+    pub gender: &'static str,
+    pub zip_code: String,
+    pub occupation: &'static str,
+    pub industry: &'static str,
+    pub interests: String,
+    pub consent_research: bool,
+    pub consent_advertising: bool,
+    pub newsletter_opt_out: bool,
+    pub deleted: bool,
+    /// Linked `jt_uid` values, at least one.
+    pub cookies: Vec<String>,
+}
+
+impl Account {
+    pub fn birth_date_string(&self) -> String {
+        self.birth_date
+            .map(|(y, m, d)| format!("{y:04}-{m:02}-{d:02}"))
+            .unwrap_or_default()
+    }
+
+    /// Joinable for audience research.
+    pub fn researchable(&self) -> bool {
+        self.consent_research && !self.deleted
+    }
+}
+
+/// A fresh `jt_uid` value (`u-` + 16 hex), unique within `used`.
+pub fn new_cookie(rng: &mut Rng, used: &mut BTreeSet<String>) -> String {
+    loop {
+        let c = format!("u-{}", rng.hex(16));
+        if used.insert(c.clone()) {
+            return c;
+        }
+    }
+}
+
+const DAYS_IN_MONTH: [u64; 12] = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+pub fn generate(seed: u64, used_cookies: &mut BTreeSet<String>) -> Vec<Account> {
+    let mut rng = Rng::new(seed, "accounts");
+    let mut number = 100u64;
+    let mut out = Vec::with_capacity(ACCOUNTS);
+    for i in 0..ACCOUNTS {
+        number += rng.range(1, 3);
+        let pinned: Option<(i64, u32, u32)> = match i {
+            0 => Some((1996, 11, 2)), // 29 on 11-01, 30 on 11-02
+            1 => Some((2006, 11, 2)), // <20 -> 20-29
+            2 => Some((1936, 11, 2)), // 80-89 -> 90+
+            3 => Some((1988, 2, 29)), // leap day
+            4 => Some((1996, 11, 1)), // 30 on both days
+            5 => Some((1986, 11, 3)), // 39 on both days
+            _ => None,
+        };
+        let birth_date = if i < PINNED {
+            pinned
+        } else if rng.chance(50) {
+            None
+        } else {
+            let band = AGE_BANDS[rng.weighted(AGE_BANDS.iter().map(|b| b.2))];
+            let age = rng.range(band.0, band.1) as i64;
+            let month = rng.range(1, 12) as u32;
+            let day = rng.range(1, DAYS_IN_MONTH[month as usize - 1]) as u32;
+            // Age `age` on 2026-11-01.
+            let later = (month, day) > (11, 1);
+            Some((2026 - age - i64::from(later), month, day))
+        };
+        let gender = GENDERS[rng.weighted(GENDERS.iter().map(|g| g.1))].0;
+        let zip_code = format!("{:03}-{:04}", rng.range(1, 999), rng.below(10_000));
+        let occupation = OCCUPATIONS[rng.weighted(OCCUPATIONS.iter().map(|o| o.1))].0;
+        let industry = INDUSTRIES[rng.weighted(INDUSTRIES.iter().map(|o| o.1))].0;
+        let interests: Vec<&str> = INTERESTS
+            .iter()
+            .copied()
+            .filter(|_| rng.chance(300))
+            .collect();
+        let consent_research = i < PINNED || rng.chance(700);
+        let consent_advertising = rng.chance(400);
+        let newsletter_opt_out = rng.chance(200);
+        let deleted = i >= PINNED && rng.chance(50);
+        let n_cookies = 1 + rng.weighted([65, 25, 10]);
+        let cookies = (0..n_cookies)
+            .map(|_| new_cookie(&mut rng, used_cookies))
+            .collect();
+        out.push(Account {
+            id: format!("A{number:06}"),
+            email: format!("user{number}@example.com"),
+            birth_date,
+            gender,
+            zip_code,
+            occupation,
+            industry,
+            interests: interests.join("|"),
+            consent_research,
+            consent_advertising,
+            newsletter_opt_out,
+            deleted,
+            cookies,
+        });
+    }
+    out
+}
+
+fn csv_field(out: &mut String, value: &str) {
+    if value.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// One row per (account, cookie) link, accounts in id order.
+pub fn to_csv(accounts: &[Account]) -> String {
+    let mut out = String::from(
+        "account_id,cookie_id,email,birth_date,gender,zip_code,occupation,industry,interests,\
+         consent_research,consent_advertising,newsletter_opt_out,deleted\n",
+    );
+    for a in accounts {
+        for cookie in &a.cookies {
+            let birth = a.birth_date_string();
+            let text: [&str; 9] = [
+                &a.id,
+                cookie,
+                &a.email,
+                &birth,
+                a.gender,
+                &a.zip_code,
+                a.occupation,
+                a.industry,
+                &a.interests,
+            ];
+            for (i, field) in text.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                csv_field(&mut out, field);
+            }
+            let flags = [
+                a.consent_research,
+                a.consent_advertising,
+                a.newsletter_opt_out,
+                a.deleted,
+            ];
+            for flag in flags {
+                let _ = write!(out, ",{}", u8::from(flag));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+pub const SCHEMA: &str = "CREATE TABLE accounts (account_id TEXT PRIMARY KEY, email TEXT, birth_date TEXT, gender TEXT, zip_code TEXT,
+  occupation TEXT, industry TEXT, interests TEXT, consent_research INTEGER NOT NULL, consent_advertising INTEGER NOT NULL,
+  newsletter_opt_out INTEGER NOT NULL, deleted INTEGER NOT NULL);
+CREATE TABLE account_cookies (cookie_id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(account_id));
+";
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+/// Write the `SQLite` copy. Empty CSV fields are stored as NULL.
+pub fn write_db(path: &Path, accounts: &[Account]) -> Result<()> {
+    for stale in [path.to_path_buf(), path.with_extension("db-journal")] {
+        if stale.exists() {
+            fs::remove_file(&stale).with_context(|| format!("removing {}", stale.display()))?;
+        }
+    }
+    let mut conn =
+        Connection::open(path).with_context(|| format!("creating {}", path.display()))?;
+    conn.execute_batch("PRAGMA journal_mode=DELETE; PRAGMA foreign_keys=ON;")?;
+    conn.execute_batch(SCHEMA)?;
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare(
+            "INSERT INTO accounts (account_id, email, birth_date, gender, zip_code, occupation, industry, \
+             interests, consent_research, consent_advertising, newsletter_opt_out, deleted) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )?;
+        for a in accounts {
+            let birth = a.birth_date_string();
+            insert.execute(params![
+                a.id,
+                a.email,
+                non_empty(&birth),
+                non_empty(a.gender),
+                a.zip_code,
+                non_empty(a.occupation),
+                non_empty(a.industry),
+                non_empty(&a.interests),
+                a.consent_research,
+                a.consent_advertising,
+                a.newsletter_opt_out,
+                a.deleted,
+            ])?;
+        }
+        let mut link =
+            tx.prepare("INSERT INTO account_cookies (cookie_id, account_id) VALUES (?1, ?2)")?;
+        for a in accounts {
+            for cookie in &a.cookies {
+                link.execute(params![cookie, a.id])?;
+            }
+        }
+    }
+    tx.commit()?;
+    conn.execute_batch("VACUUM;")?;
+    conn.close().map_err(|(_, e)| e)?;
+    Ok(())
+}
