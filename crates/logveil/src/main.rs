@@ -1,1 +1,135 @@
-fn main() {}
+//! The `logveil` command: wires the crates together. `run` is the batch job, `check`
+//! validates a pipeline, `keygen` makes a key file.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+mod config;
+mod run;
+
+use config::{Overrides, Pipeline};
+
+#[derive(Debug, Parser)]
+#[command(name = "logveil", version, about = "Privacy-preserving web access-log reporting")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a pipeline over its inputs and write its reports.
+    Run {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Input file or glob, instead of `input.paths` (repeatable; relative to the current directory).
+        #[arg(long = "input", value_name = "PATH")]
+        inputs: Vec<String>,
+        /// Log format: a preset name (common, combined, combined_cookie, vhost_combined) or an Apache LogFormat string.
+        #[arg(long, value_name = "NAME_OR_LOGFORMAT")]
+        format: Option<String>,
+        /// Account source instead of `accounts.source`: csv:PATH or sqlite:PATH.
+        #[arg(long, value_name = "SOURCE")]
+        accounts: Option<String>,
+        /// Output directory instead of `output.dir`.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Also write the run summary as JSON to FILE.
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+    },
+    /// Load and validate a pipeline and its policy; exit 1 listing every problem.
+    Check {
+        pipeline: PathBuf,
+    },
+    /// Create a key file with one new random 256-bit key (mode 0600; never overwrites).
+    Keygen {
+        path: PathBuf,
+        /// First UTC day the key is used (YYYY-MM-DD).
+        #[arg(long, default_value = "1970-01-01")]
+        not_before: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LOGVEIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match dispatch(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Run {
+            pipeline,
+            inputs,
+            format,
+            accounts,
+            out,
+            summary,
+        } => {
+            let overrides = Overrides { inputs, format, accounts, out };
+            let pipeline = match Pipeline::load(&pipeline, &overrides) {
+                Ok(p) => p,
+                Err(errors) => {
+                    for e in &errors.0 {
+                        tracing::error!("{e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let result = run::run(&pipeline)?;
+            if let Some(path) = summary {
+                let json = serde_json::to_vec_pretty(&result)?;
+                std::fs::write(&path, json).with_context(|| format!("writing summary {}", path.display()))?;
+            }
+            write_stdout(&run::render(&result, &pipeline.out_dir))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check { pipeline } => match Pipeline::load(&pipeline, &Overrides::default()) {
+            Ok(p) => {
+                write_stdout(&format!(
+                    "{}: ok ({} report(s), policy {} sha256 {})\n",
+                    pipeline.display(),
+                    p.reports.len(),
+                    p.policy.path.display(),
+                    &p.policy.sha256[..12]
+                ))?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                let mut stderr = std::io::stderr().lock();
+                for e in &errors.0 {
+                    writeln!(stderr, "error: {e}")?;
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Keygen { path, not_before } => {
+            let id = logveil_privacy::KeyRing::generate(&path, &not_before)?;
+            write_stdout(&format!("{}: new key {id} (not before {not_before}), mode 0600\n", path.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write_stdout(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! The pipeline file: inputs, keys, policy, accounts, output and reports, validated
+//! against the policy. Every error names the file, the key and what is allowed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use logveil_parse::LogFormat;
+use logveil_privacy::{Dimension, Policy};
+use logveil_report::{Bucket, Calendar, Metric, ReportSpec};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    input: InputSection,
+    keys: KeysSection,
+    policy: PolicySection,
+    #[serde(default)]
+    accounts: Option<AccountsSection>,
+    output: OutputSection,
+    #[serde(default)]
+    report: Vec<ReportSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputSection {
+    paths: Vec<String>,
+    format: String,
+    #[serde(default)]
+    visitor_cookie: Option<String>,
+    #[serde(default)]
+    max_line_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysSection {
+    file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicySection {
+    file: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountsSection {
+    source: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutputSection {
+    dir: PathBuf,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportSection {
+    name: String,
+    audience: String,
+    purpose: String,
+    bucket: Bucket,
+    #[serde(default)]
+    dimensions: Vec<Dimension>,
+    metrics: Vec<Metric>,
+    #[serde(default)]
+    include_bots: bool,
+}
+
+/// Command-line overrides of the pipeline file (relative paths are from the current directory).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub inputs: Vec<String>,
+    pub format: Option<String>,
+    pub accounts: Option<String>,
+    pub out: Option<PathBuf>,
+}
+
+/// A loaded, validated pipeline with every path resolved.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub path: PathBuf,
+    /// Input patterns and the directory they are relative to.
+    pub inputs: Vec<String>,
+    pub inputs_base: PathBuf,
+    pub format: LogFormat,
+    pub visitor_cookie: Option<String>,
+    pub max_line_bytes: usize,
+    pub key_file: PathBuf,
+    pub policy: Policy,
+    /// `csv:PATH` / `sqlite:PATH` and the directory PATH is relative to.
+    pub accounts: Option<(String, PathBuf)>,
+    pub out_dir: PathBuf,
+    pub calendar: Calendar,
+    pub reports: Vec<ReportSpec>,
+}
+
+/// All problems found in a pipeline file, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+const REPORT_NAME_RULE: &str = "lower-case letters, digits and `_`, starting with a letter";
+
+impl Pipeline {
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigErrors> {
+        let shown = path.display().to_string();
+        let one = |message: String| ConfigErrors(vec![format!("{shown}: {message}")]);
+        let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read pipeline file: {e}")))?;
+        let file: PipelineFile = toml::from_str(&text).map_err(|e| one(e.to_string().trim_end().to_owned()))?;
+        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let cwd = PathBuf::from(".");
+        let mut errors = Vec::new();
+
+        let format_spec = overrides.format.as_deref().unwrap_or(&file.input.format);
+        let format = match LogFormat::from_name_or_format(format_spec) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                let key = if overrides.format.is_some() { "--format" } else { "input.format" };
+                errors.push(format!("{shown}: {key}: {e}"));
+                None
+            }
+        };
+        if let Some(cookie) = &file.input.visitor_cookie {
+            if cookie.is_empty() || cookie.bytes().any(|b| b.is_ascii_whitespace() || b == b'=' || b == b';') {
+                errors.push(format!("{shown}: input.visitor_cookie: `{cookie}` is not a cookie name (no spaces, `=` or `;`)"));
+            }
+        }
+        if file.input.paths.is_empty() && overrides.inputs.is_empty() {
+            errors.push(format!("{shown}: input.paths: empty; list at least one file or glob"));
+        }
+        let max_line_bytes = file.input.max_line_bytes.unwrap_or(logveil_parse::DEFAULT_MAX_LINE_BYTES);
+        if !(256..=64 * 1024 * 1024).contains(&max_line_bytes) {
+            errors.push(format!("{shown}: input.max_line_bytes: {max_line_bytes} is out of range (allowed: 256 to 67108864)"));
+        }
+
+        let policy = Policy::load(&base.join(&file.policy.file)).map_err(|e| {
+            let mut all = std::mem::take(&mut errors);
+            all.push(format!("{shown}: policy.file: {e}"));
+            ConfigErrors(all)
+        })?;
+        let calendar = match file.output.timezone.as_deref().map(Calendar::from_name).transpose() {
+            Ok(c) => c.unwrap_or(Calendar::Utc),
+            Err(e) => {
+                errors.push(format!("{shown}: output.timezone: {e}"));
+                Calendar::Utc
+            }
+        };
+
+        let accounts = match (&overrides.accounts, &file.accounts) {
+            (Some(spec), _) => Some((spec.clone(), cwd.clone())),
+            (None, Some(a)) => Some((a.source.clone(), base.clone())),
+            (None, None) => None,
+        };
+
+        if file.report.is_empty() {
+            errors.push(format!("{shown}: no [[report]] tables: declare at least one report"));
+        }
+        let mut names = BTreeSet::new();
+        let mut reports = Vec::new();
+        for (i, r) in file.report.into_iter().enumerate() {
+            let at = format!("{shown}: report[{i}] ({})", r.name);
+            if !valid_report_name(&r.name) {
+                errors.push(format!("{at}.name: `{}` is not allowed ({REPORT_NAME_RULE})", r.name));
+            }
+            if !names.insert(r.name.clone()) {
+                errors.push(format!("{at}.name: duplicate report name"));
+            }
+            let Some(audience) = policy.audiences.get(&r.audience) else {
+                errors.push(format!(
+                    "{at}.audience: `{}` is not declared in {} (declared: {})",
+                    r.audience,
+                    policy.path.display(),
+                    policy.audiences.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            };
+            let Some(purpose) = policy.purposes.get(&r.purpose) else {
+                errors.push(format!(
+                    "{at}.purpose: `{}` is not declared in {} (declared: {})",
+                    r.purpose,
+                    policy.path.display(),
+                    policy.purposes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            };
+            if !audience.purposes.is_empty() && !audience.purposes.contains(&r.purpose) {
+                errors.push(format!(
+                    "{at}.purpose: audience `{}` may not receive reports for purpose `{}` (allowed: {})",
+                    r.audience,
+                    r.purpose,
+                    audience.purposes.join(", ")
+                ));
+            }
+            let allowed = audience.dimensions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ");
+            let mut seen = BTreeSet::new();
+            for d in &r.dimensions {
+                if !seen.insert(*d) {
+                    errors.push(format!("{at}.dimensions: `{d}` listed twice"));
+                }
+                if !audience.dimensions.contains(d) {
+                    errors.push(format!(
+                        "{at}.dimensions: `{d}` is not allowed for audience `{}` (allowed: {allowed})",
+                        r.audience
+                    ));
+                }
+                if d.needs_account() && !purpose.join_accounts {
+                    errors.push(format!(
+                        "{at}.dimensions: `{d}` comes from accounts, but purpose `{}` does not allow joining accounts",
+                        r.purpose
+                    ));
+                }
+            }
+            if r.metrics.is_empty() {
+                errors.push(format!("{at}.metrics: empty (allowed: views, visitors, bytes, accounts)"));
+            }
+            if r.metrics.contains(&Metric::Accounts) && !purpose.join_accounts {
+                errors.push(format!(
+                    "{at}.metrics: `accounts` needs a purpose that joins accounts; `{}` does not",
+                    r.purpose
+                ));
+            }
+            let spec = ReportSpec {
+                name: r.name,
+                audience: r.audience,
+                purpose_name: r.purpose,
+                purpose: purpose.clone(),
+                bucket: r.bucket,
+                dimensions: r.dimensions,
+                metrics: r.metrics,
+                include_bots: r.include_bots,
+                k_min: audience.k_min,
+            };
+            if spec.needs_join() && accounts.is_none() {
+                errors.push(format!("{at}: needs account data but the pipeline has no [accounts] source"));
+            }
+            reports.push(spec);
+        }
+
+        let Some(format) = format.filter(|_| errors.is_empty()) else {
+            return Err(ConfigErrors(errors));
+        };
+        let (inputs, inputs_base) = if overrides.inputs.is_empty() {
+            (file.input.paths, base.clone())
+        } else {
+            (overrides.inputs.clone(), cwd)
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            inputs,
+            inputs_base,
+            format,
+            visitor_cookie: file.input.visitor_cookie,
+            max_line_bytes,
+            key_file: base.join(&file.keys.file),
+            policy,
+            accounts,
+            out_dir: overrides.out.clone().unwrap_or_else(|| base.join(&file.output.dir)),
+            calendar,
+            reports,
+        })
+    }
+}
+
+fn valid_report_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase()) && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
