@@ -1,0 +1,11 @@
+//! Integration tests: run the real `logveil` binary on the bundled samples and read its
+//! Parquet back. One test binary made of modules (see `util` for the shared helpers).
+
+mod check;
+mod inputs;
+mod keygen;
+mod privacy;
+mod readers;
+mod rerun;
+mod truth;
+mod util;

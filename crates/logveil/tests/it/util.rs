@@ -1,0 +1,186 @@
+//! Helpers: locate the repo, run the binary, read Parquet files into comparable rows.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Int64Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_logveil"));
+    c.env("LOGVEIL_LOG", "info").env("NO_COLOR", "1");
+    c
+}
+
+/// The result of one run: process output plus where it wrote.
+pub struct Run {
+    pub output: Output,
+    pub out_dir: PathBuf,
+    pub summary: serde_json::Value,
+    pub _tmp: tempfile::TempDir,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+}
+
+/// Runs `logveil run pipelines/daily.toml` with extra args into a fresh output directory.
+pub fn run_daily(extra: &[&str]) -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let summary_path = tmp.path().join("summary.json");
+    run_into(&out_dir, &summary_path, extra, tmp)
+}
+
+pub fn run_into(out_dir: &Path, summary_path: &Path, extra: &[&str], tmp: tempfile::TempDir) -> Run {
+    let output = bin()
+        .current_dir(repo())
+        .args(["run", "pipelines/daily.toml", "--out"])
+        .arg(out_dir)
+        .arg("--summary")
+        .arg(summary_path)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "logveil run failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary = serde_json::from_slice(&std::fs::read(summary_path).unwrap()).unwrap();
+    Run {
+        output,
+        out_dir: out_dir.to_owned(),
+        summary,
+        _tmp: tmp,
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out.sort();
+    out
+}
+
+pub fn read_batches(path: &Path) -> Vec<RecordBatch> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().build().unwrap();
+    reader.map(Result::unwrap).collect()
+}
+
+pub fn key_value_metadata(path: &Path) -> BTreeMap<String, String> {
+    let reader = SerializedFileReader::new(File::open(path).unwrap()).unwrap();
+    reader
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| kv.iter().map(|e| (e.key.clone(), e.value.clone().unwrap_or_default())).collect())
+        .unwrap_or_default()
+}
+
+fn civil(days: i64) -> (i64, i64, i64) {
+    // Independent of the crate under test: Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+pub fn date_string(days: i64) -> String {
+    let (y, m, d) = civil(days);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// All rows of all Parquet files of one report, as JSON objects (dates and timestamps as
+/// the ISO strings truth.json uses), sorted.
+pub fn report_rows(out_dir: &Path, report: &str) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for file in files_under(&out_dir.join(report)) {
+        for batch in read_batches(&out_dir.join(report).join(&file)) {
+            rows.extend(batch_rows(&batch));
+        }
+    }
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
+
+pub fn batch_rows(batch: &RecordBatch) -> Vec<serde_json::Value> {
+    let schema = batch.schema();
+    (0..batch.num_rows())
+        .map(|i| {
+            let mut row = serde_json::Map::new();
+            for (f, col) in schema.fields().iter().zip(batch.columns()) {
+                assert!(!col.is_null(i), "null in {}", f.name());
+                let v = match f.data_type() {
+                    arrow_schema::DataType::Int64 => serde_json::json!(col.as_primitive::<Int64Type>().value(i)),
+                    arrow_schema::DataType::Utf8 => serde_json::json!(col.as_string::<i32>().value(i)),
+                    arrow_schema::DataType::Date32 => serde_json::json!(date_string(i64::from(col.as_primitive::<Date32Type>().value(i)))),
+                    arrow_schema::DataType::Timestamp(_, _) => {
+                        let micros = col.as_primitive::<TimestampMicrosecondType>().value(i);
+                        let secs = micros / 1_000_000;
+                        let (h, m, s) = (secs.rem_euclid(86_400) / 3600, secs.rem_euclid(3600) / 60, secs.rem_euclid(60));
+                        serde_json::json!(format!("{}T{h:02}:{m:02}:{s:02}Z", date_string(secs.div_euclid(86_400))))
+                    }
+                    other => panic!("unexpected column type {other:?}"),
+                };
+                row.insert(f.name().clone(), v);
+            }
+            serde_json::Value::Object(row)
+        })
+        .collect()
+}
+
+pub fn truth() -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(repo().join("sample-logs/truth.json")).unwrap()).unwrap()
+}
+
+/// `actual` rows reduced to the columns the `expected` rows have (truth.json has no `bytes`).
+pub fn project_like(actual: &[serde_json::Value], expected: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let Some(keys) = expected.first().and_then(|e| e.as_object()) else {
+        return actual.to_vec();
+    };
+    let projected: Vec<serde_json::Value> = actual
+        .iter()
+        .map(|row| serde_json::Value::Object(keys.keys().map(|k| (k.clone(), row[k].clone())).collect()))
+        .collect();
+    sorted(&projected)
+}
+
+pub fn sorted(rows: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let mut rows = rows.to_vec();
+    rows.sort_by_key(|r| r.to_string());
+    rows
+}
