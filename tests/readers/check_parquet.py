@@ -94,6 +94,16 @@ def main():
     dataset = ds.dataset(out / "page_views_hourly", format="parquet", partitioning="hive")
     if dataset.to_table().num_rows == 0:
         fail("pyarrow dataset read of page_views_hourly returned nothing")
+    # The README's snippets, verbatim in spirit.
+    import pandas as pd
+    hourly = pd.read_parquet(out / "page_views_hourly")
+    if "date" not in hourly.columns or hourly["views"].sum() <= 0:
+        fail("pandas read of page_views_hourly lacks the date partition column or views")
+    kv = con.execute(
+        f"SELECT decode(key), decode(value) FROM parquet_kv_metadata('{out}/demographics_daily/*/*.parquet')"
+    ).fetchall()
+    if ("logveil.audience", "partner") not in kv:
+        fail(f"DuckDB parquet_kv_metadata lacks logveil.audience=partner: {kv[:3]}")
     print(f"checked {len(files)} files")
 
 

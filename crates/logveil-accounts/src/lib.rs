@@ -22,11 +22,17 @@ pub enum AccountsError {
     #[error("accounts source `{spec}`: unknown kind (allowed: csv:PATH, sqlite:PATH)")]
     UnknownSource { spec: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
     #[error("{path}: {source}")]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("{path}: row {row}: column `{column}`: {message}")]
     BadValue {
         path: PathBuf,
@@ -46,12 +52,18 @@ pub enum AccountSource {
 impl AccountSource {
     /// Parses `csv:PATH` or `sqlite:PATH`; a relative PATH is taken from `base`.
     pub fn parse(spec: &str, base: &Path) -> Result<Self, AccountsError> {
-        let (kind, path) = spec.split_once(':').ok_or_else(|| AccountsError::UnknownSource { spec: spec.to_owned() })?;
+        let (kind, path) = spec
+            .split_once(':')
+            .ok_or_else(|| AccountsError::UnknownSource {
+                spec: spec.to_owned(),
+            })?;
         let path = base.join(path);
         match kind {
             "csv" => Ok(Self::Csv(path)),
             "sqlite" => Ok(Self::Sqlite(path)),
-            _ => Err(AccountsError::UnknownSource { spec: spec.to_owned() }),
+            _ => Err(AccountsError::UnknownSource {
+                spec: spec.to_owned(),
+            }),
         }
     }
 
@@ -124,7 +136,10 @@ pub struct AccountStore {
 const AMBIGUOUS: u32 = u32::MAX;
 
 impl AccountStore {
-    pub fn load(source: &AccountSource, pseudonymizer: &Pseudonymizer) -> Result<Self, AccountsError> {
+    pub fn load(
+        source: &AccountSource,
+        pseudonymizer: &Pseudonymizer,
+    ) -> Result<Self, AccountsError> {
         let mut builder = Builder::new(pseudonymizer);
         match source {
             AccountSource::Csv(path) => load_csv(path, &mut builder)?,
@@ -211,7 +226,12 @@ impl<'p> Builder<'p> {
                     }
                     parsed
                 };
-                let [consent_research, consent_advertising, newsletter_opt_out, deleted] = row.flags;
+                let [
+                    consent_research,
+                    consent_advertising,
+                    newsletter_opt_out,
+                    deleted,
+                ] = row.flags;
                 self.store.accounts.push(Account {
                     key,
                     birth_day,
@@ -229,7 +249,11 @@ impl<'p> Builder<'p> {
             return;
         };
         self.store.stats.cookie_links += 1;
-        match self.store.by_visitor.entry(self.pseudonymizer.visitor_from_cookie(cookie)) {
+        match self
+            .store
+            .by_visitor
+            .entry(self.pseudonymizer.visitor_from_cookie(cookie))
+        {
             Entry::Vacant(e) => {
                 e.insert(index);
             }
@@ -248,7 +272,12 @@ impl<'p> Builder<'p> {
     }
 }
 
-const FLAG_COLUMNS: [&str; 4] = ["consent_research", "consent_advertising", "newsletter_opt_out", "deleted"];
+const FLAG_COLUMNS: [&str; 4] = [
+    "consent_research",
+    "consent_advertising",
+    "newsletter_opt_out",
+    "deleted",
+];
 
 fn parse_flag(value: &[u8]) -> Option<bool> {
     match value.trim_ascii() {
@@ -267,8 +296,13 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
             None => "malformed CSV".to_owned(),
         },
     };
-    let file = std::fs::File::open(path).map_err(|source| AccountsError::Io { path: path.to_owned(), source })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(std::io::BufReader::new(file));
+    let file = std::fs::File::open(path).map_err(|source| AccountsError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(std::io::BufReader::new(file));
     let headers = reader.byte_headers().map_err(|e| csv_error(&e))?.clone();
     let column = |name: &'static str| -> Result<usize, AccountsError> {
         headers.iter().position(|h| h.trim_ascii() == name.as_bytes()).ok_or_else(|| AccountsError::Csv {
@@ -276,11 +310,24 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
             message: format!("missing column `{name}` (required: account_id, cookie_id, birth_date, gender, {})", FLAG_COLUMNS.join(", ")),
         })
     };
-    let (c_account, c_cookie, c_birth, c_gender) = (column("account_id")?, column("cookie_id")?, column("birth_date")?, column("gender")?);
-    let c_flags = [column(FLAG_COLUMNS[0])?, column(FLAG_COLUMNS[1])?, column(FLAG_COLUMNS[2])?, column(FLAG_COLUMNS[3])?];
+    let (c_account, c_cookie, c_birth, c_gender) = (
+        column("account_id")?,
+        column("cookie_id")?,
+        column("birth_date")?,
+        column("gender")?,
+    );
+    let c_flags = [
+        column(FLAG_COLUMNS[0])?,
+        column(FLAG_COLUMNS[1])?,
+        column(FLAG_COLUMNS[2])?,
+        column(FLAG_COLUMNS[3])?,
+    ];
     let mut record = csv::ByteRecord::new();
     let mut row_number = 1u64;
-    while reader.read_byte_record(&mut record).map_err(|e| csv_error(&e))? {
+    while reader
+        .read_byte_record(&mut record)
+        .map_err(|e| csv_error(&e))?
+    {
         row_number += 1;
         let bad = |column: &'static str, message: &'static str| AccountsError::BadValue {
             path: path.to_owned(),
@@ -289,14 +336,17 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
             message,
         };
         let field = |i: usize| record.get(i).unwrap_or_default();
-        let text = |i: usize, name: &'static str| std::str::from_utf8(field(i)).map_err(|_| bad(name, "not UTF-8"));
+        let text = |i: usize, name: &'static str| {
+            std::str::from_utf8(field(i)).map_err(|_| bad(name, "not UTF-8"))
+        };
         let account_id = field(c_account).trim_ascii();
         if account_id.is_empty() {
             return Err(bad("account_id", "empty"));
         }
         let mut flags = [false; 4];
         for (k, &c) in c_flags.iter().enumerate() {
-            flags[k] = parse_flag(field(c)).ok_or_else(|| bad(FLAG_COLUMNS[k], "expected 0 or 1"))?;
+            flags[k] =
+                parse_flag(field(c)).ok_or_else(|| bad(FLAG_COLUMNS[k], "expected 0 or 1"))?;
         }
         builder.add(&Row {
             account_id,
@@ -309,21 +359,28 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
     Ok(())
 }
 
-/// The query the SQLite source runs: only the columns the pipeline uses.
+/// The query the `SQLite` source runs: only the columns the pipeline uses.
 pub const SQLITE_QUERY: &str = "SELECT a.account_id, c.cookie_id, a.birth_date, a.gender, \
      a.consent_research, a.consent_advertising, a.newsletter_opt_out, a.deleted \
      FROM accounts a LEFT JOIN account_cookies c ON c.account_id = a.account_id";
 
 fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError> {
     use rusqlite::{OpenFlags, types::ValueRef};
-    let sql_error = |source| AccountsError::Sqlite { path: path.to_owned(), source };
+    let sql_error = |source| AccountsError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
     if !path.exists() {
         return Err(AccountsError::Io {
             path: path.to_owned(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
-    let conn = rusqlite::Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX).map_err(sql_error)?;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql_error)?;
     let mut stmt = conn.prepare(SQLITE_QUERY).map_err(sql_error)?;
     let mut rows = stmt.query([]).map_err(sql_error)?;
     let mut row_number = 0u64;
@@ -343,7 +400,9 @@ fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsErr
             }
         };
         let text = |i: usize, name: &'static str| -> Result<&str, AccountsError> {
-            bytes(i, name)?.map_or(Ok(""), |b| std::str::from_utf8(b).map_err(|_| bad(name, "not UTF-8")))
+            bytes(i, name)?.map_or(Ok(""), |b| {
+                std::str::from_utf8(b).map_err(|_| bad(name, "not UTF-8"))
+            })
         };
         let account_id = bytes(0, "account_id")?.ok_or_else(|| bad("account_id", "NULL"))?;
         let mut flags = [false; 4];
@@ -373,7 +432,14 @@ mod tests {
     fn pseudonymizer() -> Pseudonymizer {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        std::fs::write(&path, format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n", "cd".repeat(32))).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
+                "cd".repeat(32)
+            ),
+        )
+        .unwrap();
         Pseudonymizer::new(KeyRing::load(&path).unwrap().newest())
     }
 
@@ -386,7 +452,12 @@ A4,c-5,a4@example.com,1950-01-01,male,,,,,1,0,0,0\n\
 A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
 
     fn purpose(consent: Option<ConsentColumn>, contact: bool) -> Purpose {
-        Purpose { description: String::new(), join_accounts: consent.is_some(), consent, contact }
+        Purpose {
+            description: String::new(),
+            join_accounts: consent.is_some(),
+            consent,
+            contact,
+        }
     }
 
     #[test]
@@ -396,27 +467,63 @@ A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
         std::fs::write(&path, CSV).unwrap();
         let p = pseudonymizer();
         let store = AccountStore::load(&AccountSource::Csv(path), &p).unwrap();
-        assert_eq!(store.stats(), &LoadStats { accounts: 5, cookie_links: 6, ambiguous_cookies: 1, invalid_birth_dates: 1 });
+        assert_eq!(
+            store.stats(),
+            &LoadStats {
+                accounts: 5,
+                cookie_links: 6,
+                ambiguous_cookies: 1,
+                invalid_birth_dates: 1
+            }
+        );
         let research = purpose(Some(ConsentColumn::ConsentResearch), false);
         let ads_contact = purpose(Some(ConsentColumn::ConsentAdvertising), true);
         let v = |c: &str| p.visitor_from_cookie(c.as_bytes());
-        let JoinOutcome::Joined(a) = store.join(&v("c-2"), &research) else { panic!("c-2 should join") };
+        let JoinOutcome::Joined(a) = store.join(&v("c-2"), &research) else {
+            panic!("c-2 should join")
+        };
         assert_eq!(&*a.gender, "female");
         assert_eq!(store.join(&v("c-3"), &research).name(), "no_consent");
-        assert_eq!(store.join(&v("c-3"), &ads_contact).name(), "no_consent", "newsletter opt-out blocks contact purposes");
+        assert_eq!(
+            store.join(&v("c-3"), &ads_contact).name(),
+            "no_consent",
+            "newsletter opt-out blocks contact purposes"
+        );
         assert_eq!(store.join(&v("c-4"), &research).name(), "deleted");
-        assert_eq!(store.join(&v("c-5"), &research).name(), "no_account", "ambiguous cookie never joins");
+        assert_eq!(
+            store.join(&v("c-5"), &research).name(),
+            "no_account",
+            "ambiguous cookie never joins"
+        );
         assert_eq!(store.join(&v("nope"), &research).name(), "no_account");
-        assert_eq!(store.join(&v("c-1"), &purpose(None, false)).name(), "no_account");
+        assert_eq!(
+            store.join(&v("c-1"), &purpose(None, false)).name(),
+            "no_account"
+        );
     }
 
     #[test]
     fn bad_flag_names_row_and_column_without_value() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.csv");
-        std::fs::write(&path, CSV.replace("A2,c-3,a2@example.com,,M,100-0002,,,,0,1,1,0", "A2,c-3,a2@example.com,,M,100-0002,,,,yes,1,1,0")).unwrap();
-        let e = AccountStore::load(&AccountSource::Csv(path), &pseudonymizer()).unwrap_err().to_string();
-        assert!(e.contains("row 4") && e.contains("consent_research") && !e.contains("a2@example.com") && !e.contains("c-3"), "{e}");
+        std::fs::write(
+            &path,
+            CSV.replace(
+                "A2,c-3,a2@example.com,,M,100-0002,,,,0,1,1,0",
+                "A2,c-3,a2@example.com,,M,100-0002,,,,yes,1,1,0",
+            ),
+        )
+        .unwrap();
+        let e = AccountStore::load(&AccountSource::Csv(path), &pseudonymizer())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("row 4")
+                && e.contains("consent_research")
+                && !e.contains("a2@example.com")
+                && !e.contains("c-3"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -434,18 +541,39 @@ A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
         drop(conn);
         let p = pseudonymizer();
         let store = AccountStore::load(&AccountSource::Sqlite(db), &p).unwrap();
-        assert_eq!(store.stats().accounts, 3, "an account without cookies still loads");
+        assert_eq!(
+            store.stats().accounts,
+            3,
+            "an account without cookies still loads"
+        );
         assert_eq!(store.stats().cookie_links, 3);
         let research = purpose(Some(ConsentColumn::ConsentResearch), false);
-        assert_eq!(store.join(&p.visitor_from_cookie(b"c-2"), &research).name(), "joined");
-        assert_eq!(store.join(&p.visitor_from_cookie(b"c-3"), &research).name(), "no_consent");
+        assert_eq!(
+            store.join(&p.visitor_from_cookie(b"c-2"), &research).name(),
+            "joined"
+        );
+        assert_eq!(
+            store.join(&p.visitor_from_cookie(b"c-3"), &research).name(),
+            "no_consent"
+        );
     }
 
     #[test]
     fn source_spec_parsing() {
         let base = Path::new("/p");
-        assert_eq!(AccountSource::parse("csv:a.csv", base).unwrap(), AccountSource::Csv("/p/a.csv".into()));
-        assert_eq!(AccountSource::parse("sqlite:/abs.db", base).unwrap(), AccountSource::Sqlite("/abs.db".into()));
-        assert!(AccountSource::parse("mysql:x", base).unwrap_err().to_string().contains("csv:PATH, sqlite:PATH"));
+        assert_eq!(
+            AccountSource::parse("csv:a.csv", base).unwrap(),
+            AccountSource::Csv("/p/a.csv".into())
+        );
+        assert_eq!(
+            AccountSource::parse("sqlite:/abs.db", base).unwrap(),
+            AccountSource::Sqlite("/abs.db".into())
+        );
+        assert!(
+            AccountSource::parse("mysql:x", base)
+                .unwrap_err()
+                .to_string()
+                .contains("csv:PATH, sqlite:PATH")
+        );
     }
 }

@@ -17,7 +17,10 @@ pub enum IngestError {
     #[error("input pattern `{pattern}` matches no file")]
     NoMatch { pattern: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Expands input patterns (relative ones from `base`) into a sorted, de-duplicated file list.
@@ -25,7 +28,7 @@ pub enum IngestError {
 pub fn expand_inputs(patterns: &[String], base: &Path) -> Result<Vec<PathBuf>, IngestError> {
     let mut files = Vec::new();
     for pattern in patterns {
-        let full = base.join(pattern);
+        let full = normalize_path(&base.join(pattern));
         let full_text = full.to_string_lossy();
         let matches = glob::glob(&full_text).map_err(|e| IngestError::Pattern {
             pattern: pattern.clone(),
@@ -42,12 +45,40 @@ pub fn expand_inputs(patterns: &[String], base: &Path) -> Result<Vec<PathBuf>, I
             }
         }
         if files.len() == before {
-            return Err(IngestError::NoMatch { pattern: pattern.clone() });
+            return Err(IngestError::NoMatch {
+                pattern: pattern.clone(),
+            });
         }
     }
     files.sort();
     files.dedup();
     Ok(files)
+}
+
+/// Removes `dir/..` pairs lexically (no file-system access), so paths in messages read
+/// `sample-logs/a.log` rather than `pipelines/../sample-logs/a.log`.
+pub fn normalize_path(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            // `/..` is `/`.
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::RootDir)) => {}
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
 }
 
 /// Compression of an input, recognised by its first bytes (not its name).
@@ -60,7 +91,10 @@ pub enum Compression {
 
 /// Opens a file, decompressing gzip (all members, as logrotate and pigz write them) or zstd.
 pub fn open(path: &Path) -> Result<(Box<dyn Read + Send>, Compression), IngestError> {
-    let io = |source| IngestError::Io { path: path.to_owned(), source };
+    let io = |source| IngestError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = File::open(path).map_err(io)?;
     let mut magic = [0u8; 4];
     let mut n = 0;
@@ -73,8 +107,14 @@ pub fn open(path: &Path) -> Result<(Box<dyn Read + Send>, Compression), IngestEr
     let head = std::io::Cursor::new(magic[..n].to_vec());
     let stream = BufReader::with_capacity(256 * 1024, head.chain(file));
     Ok(match magic[..n] {
-        [0x1f, 0x8b, ..] => (Box::new(flate2::bufread::MultiGzDecoder::new(stream)), Compression::Gzip),
-        [0x28, 0xb5, 0x2f, 0xfd] => (Box::new(zstd::stream::read::Decoder::with_buffer(stream).map_err(io)?), Compression::Zstd),
+        [0x1f, 0x8b, ..] => (
+            Box::new(flate2::bufread::MultiGzDecoder::new(stream)),
+            Compression::Gzip,
+        ),
+        [0x28, 0xb5, 0x2f, 0xfd] => (
+            Box::new(zstd::stream::read::Decoder::with_buffer(stream).map_err(io)?),
+            Compression::Zstd,
+        ),
         _ => (Box::new(stream), Compression::None),
     })
 }
@@ -191,6 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn normalize_removes_parent_pairs_only_lexically() {
+        assert_eq!(
+            normalize_path(Path::new("pipelines/../out")),
+            PathBuf::from("out")
+        );
+        assert_eq!(
+            normalize_path(Path::new("./a/./b/../c")),
+            PathBuf::from("a/c")
+        );
+        assert_eq!(normalize_path(Path::new("../x")), PathBuf::from("../x"));
+        assert_eq!(normalize_path(Path::new("/a/../../b")), PathBuf::from("/b"));
+        assert_eq!(normalize_path(Path::new("a/..")), PathBuf::from("."));
+    }
+
+    #[test]
     fn last_line_without_newline_is_kept() {
         let (l, t) = all_lines(b"a\nbb\nccc", 2, 100);
         assert_eq!(l, vec![b"a".to_vec(), b"bb".to_vec(), b"ccc".to_vec()]);
@@ -247,6 +302,9 @@ mod tests {
         assert_eq!(read(&zst), ("three\n".to_owned(), Compression::Zstd));
         let files = expand_inputs(&["*.log.*".to_owned()], dir.path()).unwrap();
         assert_eq!(files.len(), 2);
-        assert!(matches!(expand_inputs(&["nope-*.log".to_owned()], dir.path()), Err(IngestError::NoMatch { .. })));
+        assert!(matches!(
+            expand_inputs(&["nope-*.log".to_owned()], dir.path()),
+            Err(IngestError::NoMatch { .. })
+        ));
     }
 }

@@ -39,14 +39,23 @@ mod tests {
     #[test]
     fn finds_cookie_anywhere_in_header() {
         assert_eq!(find_cookie(b"jt_uid=abc", b"jt_uid"), Some(&b"abc"[..]));
-        assert_eq!(find_cookie(b"lang=ja; jt_uid=abc", b"jt_uid"), Some(&b"abc"[..]));
-        assert_eq!(find_cookie(b"lang=ja;jt_uid=abc ;x=1", b"jt_uid"), Some(&b"abc"[..]));
+        assert_eq!(
+            find_cookie(b"lang=ja; jt_uid=abc", b"jt_uid"),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(
+            find_cookie(b"lang=ja;jt_uid=abc ;x=1", b"jt_uid"),
+            Some(&b"abc"[..])
+        );
         assert_eq!(find_cookie(b"jt_uid=\"q v\"", b"jt_uid"), Some(&b"q v"[..]));
     }
 
     #[test]
     fn first_of_repeated_names_wins_and_empty_is_absent() {
-        assert_eq!(find_cookie(b"jt_uid=one; jt_uid=two", b"jt_uid"), Some(&b"one"[..]));
+        assert_eq!(
+            find_cookie(b"jt_uid=one; jt_uid=two", b"jt_uid"),
+            Some(&b"one"[..])
+        );
         assert_eq!(find_cookie(b"jt_uid=; a=b", b"jt_uid"), None);
         assert_eq!(find_cookie(b"jt_uid; a=b", b"jt_uid"), None);
         assert_eq!(find_cookie(b"xjt_uid=1", b"jt_uid"), None);

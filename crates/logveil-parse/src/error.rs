@@ -12,7 +12,9 @@ pub enum FormatError {
     UnknownPreset { name: String, allowed: String },
     #[error("cannot parse log format `{format}` at byte {at}")]
     Syntax { format: String, at: usize },
-    #[error("log format `{format}` has two fields with nothing between them; their boundary is ambiguous")]
+    #[error(
+        "log format `{format}` has two fields with nothing between them; their boundary is ambiguous"
+    )]
     AdjacentFields { format: String },
     #[error("log format `{format}` has no time field (%t); reports need one")]
     NoTime { format: String },
@@ -61,7 +63,7 @@ impl RejectReason {
         Self::BadNumber,
     ];
 
-    /// The stable snake_case name used in summaries and metrics.
+    /// The stable `snake_case` name used in summaries and metrics.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::BlankLine => "blank_line",

@@ -71,12 +71,18 @@ pub struct LogFormat {
 /// Named formats users can write instead of a `LogFormat` string.
 pub const PRESETS: &[(&str, &str)] = &[
     ("common", r#"%h %l %u %t "%r" %>s %b"#),
-    ("combined", r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#),
+    (
+        "combined",
+        r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i""#,
+    ),
     (
         "combined_cookie",
         r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" "%{Cookie}i""#,
     ),
-    ("vhost_combined", r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#),
+    (
+        "vhost_combined",
+        r#"%v:%p %h %l %u %t "%r" %>s %O "%{Referer}i" "%{User-Agent}i""#,
+    ),
 ];
 
 impl LogFormat {
@@ -88,7 +94,11 @@ impl LogFormat {
         if !spec.contains('%') {
             return Err(FormatError::UnknownPreset {
                 name: spec.to_owned(),
-                allowed: PRESETS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                allowed: PRESETS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         Self::apache(spec)
@@ -114,11 +124,13 @@ impl LogFormat {
                     _ => tokens.push(Token::Literal(text.as_bytes().to_vec())),
                 },
                 Piece::Directive { arg, name } => {
-                    let field = directive_field(arg, name).ok_or_else(|| FormatError::UnknownDirective {
-                        directive: match arg {
-                            Some(a) => format!("%{{{a}}}{name}"),
-                            None => format!("%{name}"),
-                        },
+                    let field = directive_field(arg, name).ok_or_else(|| {
+                        FormatError::UnknownDirective {
+                            directive: match arg {
+                                Some(a) => format!("%{{{a}}}{name}"),
+                                None => format!("%{name}"),
+                            },
+                        }
                     })?;
                     if let Some(Token::Field(prev)) = tokens.last() {
                         // Two fields with nothing between them can only be split when the first
@@ -133,7 +145,10 @@ impl LogFormat {
                 }
             }
         }
-        if !tokens.iter().any(|t| matches!(t, Token::Field(Field::Time))) {
+        if !tokens
+            .iter()
+            .any(|t| matches!(t, Token::Field(Field::Time)))
+        {
             return Err(FormatError::NoTime {
                 format: format.to_owned(),
             });
@@ -183,7 +198,9 @@ fn apache_pieces(input: &str) -> IResult<&str, Vec<Piece<'_>>> {
         (
             char('%'),
             // Status conditions (`%400,501{User-agent}i`) and `<`/`>` modifiers do not change layout.
-            opt(take_while1(|c: char| c == '<' || c == '>' || c == '!' || c == ',' || c.is_ascii_digit())),
+            opt(take_while1(|c: char| {
+                c == '<' || c == '>' || c == '!' || c == ',' || c.is_ascii_digit()
+            })),
             opt(delimited(char('{'), take_till1(|c| c == '}'), char('}'))),
             anychar,
         ),
@@ -210,7 +227,9 @@ fn directive_field(arg: Option<&str>, name: char) -> Option<Field> {
         ('i', Some(h)) => Field::Header(h.to_ascii_lowercase()),
         ('C', Some(c)) => Field::Cookie(c.to_owned()),
         ('v' | 'V', None) => Field::VirtualHost,
-        ('p' | 'X' | 'I' | 'S' | 'k' | 'P' | 'L' | 'R' | '^', _) | ('n' | 'o' | 'e', Some(_)) => Field::Skip,
+        ('p' | 'X' | 'I' | 'S' | 'k' | 'P' | 'L' | 'R' | '^', _) | ('n' | 'o' | 'e', Some(_)) => {
+            Field::Skip
+        }
         _ => return None,
     })
 }
@@ -224,8 +243,16 @@ mod tests {
         for (name, _) in PRESETS {
             LogFormat::from_name_or_format(name).unwrap();
         }
-        assert!(LogFormat::from_name_or_format("combined_cookie").unwrap().has_cookie());
-        assert!(!LogFormat::from_name_or_format("combined").unwrap().has_cookie());
+        assert!(
+            LogFormat::from_name_or_format("combined_cookie")
+                .unwrap()
+                .has_cookie()
+        );
+        assert!(
+            !LogFormat::from_name_or_format("combined")
+                .unwrap()
+                .has_cookie()
+        );
     }
 
     #[test]

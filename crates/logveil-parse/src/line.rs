@@ -133,18 +133,25 @@ impl LineParser {
             return match line.get(pos) {
                 None => Err(RejectReason::MissingField),
                 Some(b'[') => {
-                    let close = memchr::memchr(b']', &line[pos..]).ok_or(RejectReason::BadTimestamp)? + pos;
-                    record.time = Some(parse_clf_time(&line[pos + 1..close]).ok_or(RejectReason::BadTimestamp)?);
+                    let close =
+                        memchr::memchr(b']', &line[pos..]).ok_or(RejectReason::BadTimestamp)? + pos;
+                    record.time = Some(
+                        parse_clf_time(&line[pos + 1..close]).ok_or(RejectReason::BadTimestamp)?,
+                    );
                     self.parse_from(index + 1, line, close + 1, record, budget)
                 }
                 Some(_) => Err(RejectReason::BadTimestamp),
             };
         }
 
-        let end = if *field == Field::UrlPath && matches!(tokens.get(index + 1), Some(Token::Field(Field::Query))) {
+        let end = if *field == Field::UrlPath
+            && matches!(tokens.get(index + 1), Some(Token::Field(Field::Query)))
+        {
             // `%U%q`: the path ends where the query's `?` starts, or where the query's own terminator is.
             let stop = match tokens.get(index + 2) {
-                Some(Token::Literal(lit)) => memmem::find(&line[pos..], lit).map_or(line.len(), |i| pos + i),
+                Some(Token::Literal(lit)) => {
+                    memmem::find(&line[pos..], lit).map_or(line.len(), |i| pos + i)
+                }
                 _ => line.len(),
             };
             memchr::memchr(b'?', &line[pos..stop]).map_or(stop, |i| pos + i)
@@ -155,7 +162,9 @@ impl LineParser {
             }
         } else {
             match next_literal {
-                Some(lit) => memmem::find(&line[pos..], lit).ok_or(RejectReason::MissingField)? + pos,
+                Some(lit) => {
+                    memmem::find(&line[pos..], lit).ok_or(RejectReason::MissingField)? + pos
+                }
                 None => line.len(),
             }
         };
@@ -198,7 +207,12 @@ fn parse_u64(value: &[u8]) -> Option<u64> {
     })
 }
 
-fn apply_field<'a>(parser: &LineParser, field: &Field, value: &'a [u8], record: &mut LogRecord<'a>) -> Result<(), RejectReason> {
+fn apply_field<'a>(
+    parser: &LineParser,
+    field: &Field,
+    value: &'a [u8],
+    record: &mut LogRecord<'a>,
+) -> Result<(), RejectReason> {
     match field {
         Field::Client => {
             if value.is_empty() {
@@ -209,17 +223,24 @@ fn apply_field<'a>(parser: &LineParser, field: &Field, value: &'a [u8], record: 
         Field::Ident | Field::Skip | Field::Protocol => {}
         Field::Time => {
             // Reached only when `%t` sits inside quotes; the usual bracketed form is handled by the caller.
-            let inner = value.strip_prefix(b"[").and_then(|v| v.strip_suffix(b"]")).unwrap_or(value);
+            let inner = value
+                .strip_prefix(b"[")
+                .and_then(|v| v.strip_suffix(b"]"))
+                .unwrap_or(value);
             record.time = Some(parse_clf_time(inner).ok_or(RejectReason::BadTimestamp)?);
         }
-        Field::RemoteUser => record.remote_user = (!is_dash(value)).then(|| RawIdentifier::new(value)),
+        Field::RemoteUser => {
+            record.remote_user = (!is_dash(value)).then(|| RawIdentifier::new(value));
+        }
         Field::Request => record.request = (!is_dash(value)).then(|| split_request(value)),
         Field::Method => record.method = Some(value),
         Field::UrlPath => record.url_path = Some(value),
         Field::Query => record.query = (!value.is_empty()).then_some(value),
         Field::Status => {
             if !is_dash(value) {
-                let status = parse_u64(value).filter(|s| (100..=999).contains(s)).ok_or(RejectReason::BadStatus)?;
+                let status = parse_u64(value)
+                    .filter(|s| (100..=999).contains(s))
+                    .ok_or(RejectReason::BadStatus)?;
                 record.status = Some(status as u16);
             }
         }
@@ -235,7 +256,11 @@ fn apply_field<'a>(parser: &LineParser, field: &Field, value: &'a [u8], record: 
         }
         Field::DurationSeconds => {
             if !is_dash(value) {
-                record.duration_micros = Some(parse_u64(value).ok_or(RejectReason::BadNumber)?.saturating_mul(1_000_000));
+                record.duration_micros = Some(
+                    parse_u64(value)
+                        .ok_or(RejectReason::BadNumber)?
+                        .saturating_mul(1_000_000),
+                );
             }
         }
         Field::Header(name) => {
@@ -244,10 +269,10 @@ fn apply_field<'a>(parser: &LineParser, field: &Field, value: &'a [u8], record: 
                     "referer" => record.referer = Some(value),
                     "user-agent" => record.user_agent = Some(value),
                     "cookie" => {
-                        if let Some(wanted) = &parser.visitor_cookie {
-                            if let Some(v) = find_cookie(value, wanted) {
-                                record.visitor_cookie = Some(RawIdentifier::new(v));
-                            }
+                        if let Some(wanted) = &parser.visitor_cookie
+                            && let Some(v) = find_cookie(value, wanted)
+                        {
+                            record.visitor_cookie = Some(RawIdentifier::new(v));
                         }
                     }
                     _ => {}
@@ -255,7 +280,10 @@ fn apply_field<'a>(parser: &LineParser, field: &Field, value: &'a [u8], record: 
             }
         }
         Field::Cookie(name) => {
-            if !is_dash(value) && !value.is_empty() && parser.visitor_cookie.as_deref() == Some(name.as_bytes()) {
+            if !is_dash(value)
+                && !value.is_empty()
+                && parser.visitor_cookie.as_deref() == Some(name.as_bytes())
+            {
                 record.visitor_cookie = Some(RawIdentifier::new(value));
             }
         }
@@ -270,17 +298,29 @@ fn apply_field<'a>(parser: &LineParser, field: &Field, value: &'a [u8], record: 
 /// an empty target: the line is well formed, the request is not, so it is never a view.
 fn split_request(value: &[u8]) -> Request<'_> {
     let Some(first) = memchr::memchr(b' ', value) else {
-        return Request { method: value, target: b"", protocol: None };
+        return Request {
+            method: value,
+            target: b"",
+            protocol: None,
+        };
     };
     let method = &value[..first];
     let rest = &value[first + 1..];
     if let Some(last) = memchr::memrchr(b' ', rest) {
         let candidate = &rest[last + 1..];
         if candidate.starts_with(b"HTTP/") {
-            return Request { method, target: &rest[..last], protocol: Some(candidate) };
+            return Request {
+                method,
+                target: &rest[..last],
+                protocol: Some(candidate),
+            };
         }
     }
-    Request { method, target: rest, protocol: None }
+    Request {
+        method,
+        target: rest,
+        protocol: None,
+    }
 }
 
 #[cfg(test)]
@@ -310,7 +350,8 @@ mod tests {
 
     #[test]
     fn combined_cookie_with_dash_cookie_and_crlf() {
-        let line = br#"2001:db8::1 - - [01/Nov/2026:09:15:02 +0900] "HEAD / HTTP/1.0" 304 - "-" "-" "-""#;
+        let line =
+            br#"2001:db8::1 - - [01/Nov/2026:09:15:02 +0900] "HEAD / HTTP/1.0" 304 - "-" "-" "-""#;
         let mut with_crlf = line.to_vec();
         with_crlf.extend_from_slice(b"\r\n");
         let r = parser("combined_cookie").parse(&with_crlf).unwrap();
@@ -354,7 +395,12 @@ mod tests {
             (b"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] GET / 200 1", RejectReason::UnexpectedText),
         ];
         for (line, reason) in cases {
-            assert_eq!(p.parse(line).unwrap_err(), *reason, "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                p.parse(line).unwrap_err(),
+                *reason,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
         let long = vec![b'a'; DEFAULT_MAX_LINE_BYTES + 1];
         assert_eq!(p.parse(&long).unwrap_err(), RejectReason::TooLong);
@@ -362,15 +408,21 @@ mod tests {
 
     #[test]
     fn junk_request_is_parsed_but_has_no_target() {
-        let line = br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "\x16\x03\x01" 400 0 "-" "-" "-""#;
+        let line =
+            br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "\x16\x03\x01" 400 0 "-" "-" "-""#;
         let r = parser("combined_cookie").parse(line).unwrap();
         assert_eq!(r.request.unwrap().target, b"");
     }
 
     #[test]
     fn named_cookie_field_and_path_query_fields() {
-        let p = LineParser::new(LogFormat::apache(r#"%h %t "%m %U%q %H" %>s %{jt_uid}C"#).unwrap(), Some("jt_uid"));
-        let r = p.parse(br#"192.0.2.1 [01/Nov/2026:09:15:02 +0900] "GET /a/b?x=1 HTTP/1.1" 200 u-9"#).unwrap();
+        let p = LineParser::new(
+            LogFormat::apache(r#"%h %t "%m %U%q %H" %>s %{jt_uid}C"#).unwrap(),
+            Some("jt_uid"),
+        );
+        let r = p
+            .parse(br#"192.0.2.1 [01/Nov/2026:09:15:02 +0900] "GET /a/b?x=1 HTTP/1.1" 200 u-9"#)
+            .unwrap();
         assert_eq!(r.method(), Some(&b"GET"[..]));
         assert_eq!(r.url_path, Some(&b"/a/b"[..]));
         assert_eq!(r.query, Some(&b"?x=1"[..]));

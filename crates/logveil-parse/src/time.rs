@@ -75,7 +75,14 @@ fn month_number(b: &[u8]) -> Option<u32> {
 /// Accepts offsets from -1200 to +1400 and a leap second (`:60`, folded into the next
 /// second as every log consumer does). Returns `None` for anything else.
 pub fn parse_clf_time(s: &[u8]) -> Option<Timestamp> {
-    if s.len() != 26 || s[2] != b'/' || s[6] != b'/' || s[11] != b':' || s[14] != b':' || s[17] != b':' || s[20] != b' ' {
+    if s.len() != 26
+        || s[2] != b'/'
+        || s[6] != b'/'
+        || s[11] != b':'
+        || s[14] != b':'
+        || s[17] != b':'
+        || s[20] != b' '
+    {
         return None;
     }
     let day = two_digits(&s[0..2])?;
@@ -91,7 +98,13 @@ pub fn parse_clf_time(s: &[u8]) -> Option<Timestamp> {
     };
     let off_h = two_digits(&s[22..24])? as i32;
     let off_m = two_digits(&s[24..26])? as i32;
-    if day == 0 || day > days_in_month(year, month) || hour > 23 || minute > 59 || second > 60 || off_m > 59 {
+    if day == 0
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+        || off_m > 59
+    {
         return None;
     }
     let offset_seconds = sign * (off_h * 3600 + off_m * 60);
@@ -126,9 +139,15 @@ mod tests {
         let t = parse_clf_time(b"01/Nov/2026:09:15:02 +0900").unwrap();
         assert_eq!(t.offset_seconds, 9 * 3600);
         // 2026-11-01T00:15:02Z
-        assert_eq!(t.utc_micros, (20_758 * 86_400 + 15 * 60 + 2) * MICROS_PER_SECOND);
+        assert_eq!(
+            t.utc_micros,
+            (20_758 * 86_400 + 15 * 60 + 2) * MICROS_PER_SECOND
+        );
         let t = parse_clf_time(b"01/Jul/1995:00:00:01 -0400").unwrap();
-        assert_eq!(t.utc_micros, (i64::from(days_from_civil(1995, 7, 1)) * 86_400 + 4 * 3600 + 1) * MICROS_PER_SECOND);
+        assert_eq!(
+            t.utc_micros,
+            (i64::from(days_from_civil(1995, 7, 1)) * 86_400 + 4 * 3600 + 1) * MICROS_PER_SECOND
+        );
     }
 
     #[test]
@@ -143,7 +162,11 @@ mod tests {
             b"01/Nov/2026:09:15:02 0900",
             b"1/Nov/2026:09:15:02 +0900",
         ] {
-            assert!(parse_clf_time(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_clf_time(bad).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(parse_clf_time(b"29/Feb/2024:09:15:02 +1400").is_some());
     }

@@ -84,7 +84,9 @@ impl Pseudonymizer {
                 false,
             ),
         };
-        let target = record.target_path().filter(|t| t.starts_with(b"/") || t.starts_with(b"http"));
+        let target = record
+            .target_path()
+            .filter(|t| t.starts_with(b"/") || t.starts_with(b"http"));
         Some(Event {
             utc_micros,
             visitor,
@@ -116,16 +118,28 @@ mod tests {
     fn pseudonymizer() -> Pseudonymizer {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        std::fs::write(&path, format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n", "ab".repeat(32))).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                "[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
+                "ab".repeat(32)
+            ),
+        )
+        .unwrap();
         Pseudonymizer::new(crate::KeyRing::load(&path).unwrap().newest())
     }
 
     #[test]
     fn cookie_visitor_ignores_ip_and_fallback_uses_day() {
         let p = pseudonymizer();
-        let parser = LineParser::new(LogFormat::from_name_or_format("combined_cookie").unwrap(), Some("jt_uid"));
+        let parser = LineParser::new(
+            LogFormat::from_name_or_format("combined_cookie").unwrap(),
+            Some("jt_uid"),
+        );
         let line = |ip: &str, day: &str, cookie: &str| {
-            format!(r#"{ip} - - [{day}/Nov/2026:12:00:00 +0000] "GET /a?email=x%40example.com HTTP/1.1" 200 10 "-" "UA" "{cookie}""#)
+            format!(
+                r#"{ip} - - [{day}/Nov/2026:12:00:00 +0000] "GET /a?email=x%40example.com HTTP/1.1" 200 10 "-" "UA" "{cookie}""#
+            )
         };
         let ev = |l: String| p.event(&parser.parse(l.as_bytes()).unwrap()).unwrap();
         let a = ev(line("192.0.2.1", "01", "jt_uid=u-1"));
@@ -137,7 +151,10 @@ mod tests {
         let d = ev(line("192.0.2.1", "02", "-"));
         let e = ev(line("192.0.2.1", "01", "other=1"));
         assert!(!c.cookie_visitor);
-        assert_ne!(c.visitor, d.visitor, "fallback visitor changes with the UTC day");
+        assert_ne!(
+            c.visitor, d.visitor,
+            "fallback visitor changes with the UTC day"
+        );
         assert_eq!(c.visitor, e.visitor);
         assert_ne!(a.visitor, c.visitor);
     }
@@ -147,7 +164,9 @@ mod tests {
         let p = pseudonymizer();
         let parser = LineParser::new(LogFormat::from_name_or_format("combined").unwrap(), None);
         let ev = |req: &str, status: &str, ua: &str| {
-            let l = format!(r#"192.0.2.1 - - [01/Nov/2026:12:00:00 +0000] "{req}" {status} 10 "-" "{ua}""#);
+            let l = format!(
+                r#"192.0.2.1 - - [01/Nov/2026:12:00:00 +0000] "{req}" {status} 10 "-" "{ua}""#
+            );
             p.event(&parser.parse(l.as_bytes()).unwrap()).unwrap()
         };
         assert!(ev("GET / HTTP/1.1", "200", "Mozilla").is_view(false));
@@ -157,6 +176,12 @@ mod tests {
         assert!(!ev("GET / HTTP/1.1", "200", "Googlebot").is_view(false));
         assert!(ev("GET / HTTP/1.1", "200", "Googlebot").is_view(true));
         assert!(!ev("-", "400", "Mozilla").is_view(true));
-        assert_eq!(ev("GET http://h.example/x?q HTTP/1.1", "200", "M").page.unwrap().as_str(), "/x");
+        assert_eq!(
+            ev("GET http://h.example/x?q HTTP/1.1", "200", "M")
+                .page
+                .unwrap()
+                .as_str(),
+            "/x"
+        );
     }
 }

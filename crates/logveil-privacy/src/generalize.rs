@@ -6,7 +6,9 @@ use logveil_parse::time::civil_from_days;
 pub const UNKNOWN: &str = "unknown";
 
 /// Age bands: `<20`, `20-29`, …, `80-89`, `90+` (ages of 90 and over are grouped, as HIPAA does).
-pub const AGE_BANDS: [&str; 9] = ["<20", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+"];
+pub const AGE_BANDS: [&str; 9] = [
+    "<20", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80-89", "90+",
+];
 
 /// Age in whole years on `on_day` of someone born on `birth_day` (both days since 1970-01-01).
 /// Someone born on 29 February becomes a year older on 1 March in common years.
@@ -36,7 +38,11 @@ pub fn age_band(birth_day: Option<i32>, on_day: i32) -> &'static str {
 /// Gender as stored, trimmed and lower-cased; empty → [`UNKNOWN`].
 pub fn gender(stored: &str) -> Box<str> {
     let g = stored.trim();
-    if g.is_empty() { UNKNOWN.into() } else { g.to_lowercase().into() }
+    if g.is_empty() {
+        UNKNOWN.into()
+    } else {
+        g.to_lowercase().into()
+    }
 }
 
 #[cfg(test)]

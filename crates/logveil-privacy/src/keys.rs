@@ -24,13 +24,19 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum KeyError {
     #[error("{path}: cannot read key file: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("{path}: refusing to overwrite an existing key file")]
     Exists { path: PathBuf },
     #[error("{path}: cannot write key file: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no randomness available: {0}")]
     Random(String),
 }
@@ -59,6 +65,10 @@ pub struct RootKey {
     secret: SecretBox<[u8; 32]>,
 }
 
+#[allow(
+    clippy::missing_fields_in_debug,
+    reason = "the secret is deliberately not printed"
+)]
 impl fmt::Debug for RootKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RootKey")
@@ -111,10 +121,13 @@ struct KeyEntry {
 impl KeyRing {
     /// Reads a key file.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.to_owned(),
-            source,
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
         Self::parse(&text, path)
     }
 
@@ -133,13 +146,24 @@ impl KeyRing {
         }
         let mut keys = Vec::with_capacity(file.key.len());
         for (i, entry) in file.key.into_iter().enumerate() {
-            if entry.id.is_empty() || !entry.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                return Err(invalid(format!("key[{i}].id: must be non-empty ASCII letters, digits, `-` or `_`")));
+            if entry.id.is_empty()
+                || !entry
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(format!(
+                    "key[{i}].id: must be non-empty ASCII letters, digits, `-` or `_`"
+                )));
             }
-            let not_before_day = parse_date(&entry.not_before)
-                .ok_or_else(|| invalid(format!("key[{i}].not_before: expected a date YYYY-MM-DD")))?;
-            let secret = decode_hex_32(&entry.secret)
-                .ok_or_else(|| invalid(format!("key[{i}].secret: expected 64 hexadecimal characters (256 bits)")))?;
+            let not_before_day = parse_date(&entry.not_before).ok_or_else(|| {
+                invalid(format!("key[{i}].not_before: expected a date YYYY-MM-DD"))
+            })?;
+            let secret = decode_hex_32(&entry.secret).ok_or_else(|| {
+                invalid(format!(
+                    "key[{i}].secret: expected 64 hexadecimal characters (256 bits)"
+                ))
+            })?;
             keys.push(RootKey {
                 id: KeyId(entry.id),
                 not_before_day,
@@ -151,7 +175,10 @@ impl KeyRing {
         if let Some(pair) = keys.windows(2).find(|w| w[0].id == w[1].id) {
             return Err(invalid(format!("key id `{}` appears twice", pair[0].id)));
         }
-        Ok(Self { keys, demo: file.demo })
+        Ok(Self {
+            keys,
+            demo: file.demo,
+        })
     }
 
     /// Whether the file says its keys are published demo keys.
@@ -171,7 +198,9 @@ impl KeyRing {
 
     /// The newest key, used when a run must pick a single key.
     pub fn newest(&self) -> &RootKey {
-        self.keys.last().expect("a loaded key ring has at least one key")
+        self.keys
+            .last()
+            .expect("a loaded key ring has at least one key")
     }
 
     /// Writes a new key file with one random key, readable by its owner only.
@@ -208,7 +237,9 @@ fn write_private(path: &Path, body: &[u8]) -> Result<(), KeyError> {
         .mode(0o600)
         .open(path)
         .map_err(|source| match source.kind() {
-            std::io::ErrorKind::AlreadyExists => KeyError::Exists { path: path.to_owned() },
+            std::io::ErrorKind::AlreadyExists => KeyError::Exists {
+                path: path.to_owned(),
+            },
             _ => KeyError::Write {
                 path: path.to_owned(),
                 source,
@@ -225,7 +256,9 @@ fn write_private(path: &Path, body: &[u8]) -> Result<(), KeyError> {
 #[cfg(not(unix))]
 fn write_private(path: &Path, body: &[u8]) -> Result<(), KeyError> {
     if path.exists() {
-        return Err(KeyError::Exists { path: path.to_owned() });
+        return Err(KeyError::Exists {
+            path: path.to_owned(),
+        });
     }
     std::fs::write(path, body).map_err(|source| KeyError::Write {
         path: path.to_owned(),
@@ -233,12 +266,14 @@ fn write_private(path: &Path, body: &[u8]) -> Result<(), KeyError> {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 fn decode_hex_32(text: &str) -> Option<SecretBox<[u8; 32]>> {
@@ -262,8 +297,9 @@ pub fn parse_date(text: &str) -> Option<i32> {
         return None;
     }
     let num = |s: &[u8]| -> Option<u32> {
-        s.iter()
-            .try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
+        s.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
     };
     let (y, m, d) = (num(&b[0..4])? as i32, num(&b[5..7])?, num(&b[8..10])?);
     if !(1..=12).contains(&m) || d == 0 || d > logveil_parse::time::days_in_month(y, m) {
@@ -299,14 +335,29 @@ mod tests {
 
     #[test]
     fn errors_never_echo_the_secret() {
-        let bad = format!("[[key]]\nid = \"a\"\nnot_before = \"2026-01-01\"\nsecret = \"{}zz\"\n", &SECRET[..62]);
+        let bad = format!(
+            "[[key]]\nid = \"a\"\nnot_before = \"2026-01-01\"\nsecret = \"{}zz\"\n",
+            &SECRET[..62]
+        );
         let msg = ring(&bad).unwrap_err().to_string();
-        assert!(msg.contains("key[0].secret") && !msg.contains(&SECRET[..62]), "{msg}");
+        assert!(
+            msg.contains("key[0].secret") && !msg.contains(&SECRET[..62]),
+            "{msg}"
+        );
         let broken = format!("[[key]\nsecret = \"{SECRET}\"");
         let msg = ring(&broken).unwrap_err().to_string();
         assert!(!msg.contains(SECRET), "{msg}");
-        let dbg = format!("{:?}", ring(&format!("[[key]]\nid = \"a\"\nnot_before = \"2026-01-01\"\nsecret = \"{SECRET}\"\n")).unwrap());
-        assert!(!dbg.contains(SECRET) && !dbg.to_lowercase().contains("00112233"), "{dbg}");
+        let dbg = format!(
+            "{:?}",
+            ring(&format!(
+                "[[key]]\nid = \"a\"\nnot_before = \"2026-01-01\"\nsecret = \"{SECRET}\"\n"
+            ))
+            .unwrap()
+        );
+        assert!(
+            !dbg.contains(SECRET) && !dbg.to_lowercase().contains("00112233"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -319,8 +370,14 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
-        assert!(matches!(KeyRing::generate(&path, "2026-11-01"), Err(KeyError::Exists { .. })));
+        assert!(matches!(
+            KeyRing::generate(&path, "2026-11-01"),
+            Err(KeyError::Exists { .. })
+        ));
     }
 }

@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 #[non_exhaustive]
 pub enum PolicyError {
     #[error("{path}: cannot read policy file: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -60,7 +63,11 @@ impl Dimension {
     }
 
     pub fn allowed_names() -> String {
-        Self::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+        Self::ALL
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -151,12 +158,17 @@ impl Policy {
             message,
         };
         let text = std::str::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))?;
-        let file: PolicyFile = toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
         if file.purpose.is_empty() {
-            return Err(invalid("no [purpose.NAME] tables: declare at least one purpose".into()));
+            return Err(invalid(
+                "no [purpose.NAME] tables: declare at least one purpose".into(),
+            ));
         }
         if file.audience.is_empty() {
-            return Err(invalid("no [audience.NAME] tables: declare at least one audience".into()));
+            return Err(invalid(
+                "no [audience.NAME] tables: declare at least one audience".into(),
+            ));
         }
         for (name, purpose) in &file.purpose {
             if purpose.join_accounts && purpose.consent.is_none() {
@@ -172,9 +184,15 @@ impl Policy {
         }
         for (name, audience) in &file.audience {
             if audience.k_min == 0 {
-                return Err(invalid(format!("audience.{name}.k_min: must be at least 1")));
+                return Err(invalid(format!(
+                    "audience.{name}.k_min: must be at least 1"
+                )));
             }
-            if let Some(p) = audience.purposes.iter().find(|p| !file.purpose.contains_key(*p)) {
+            if let Some(p) = audience
+                .purposes
+                .iter()
+                .find(|p| !file.purpose.contains_key(*p))
+            {
                 return Err(invalid(format!(
                     "audience.{name}.purposes: unknown purpose `{p}` (declared: {})",
                     file.purpose.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -185,7 +203,7 @@ impl Policy {
             path: path.to_owned(),
             purposes: file.purpose,
             audiences: file.audience,
-            sha256: Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: crate::keys::hex(&Sha256::digest(bytes)),
         })
     }
 }
@@ -216,19 +234,42 @@ purposes = ["anonymous_reporting"]
     fn loads_and_hashes() {
         let p = load(OK).unwrap();
         assert_eq!(p.audiences["partner"].k_min, 10);
-        assert_eq!(p.purposes["anonymous_reporting"].consent, Some(ConsentColumn::ConsentResearch));
+        assert_eq!(
+            p.purposes["anonymous_reporting"].consent,
+            Some(ConsentColumn::ConsentResearch)
+        );
         assert_eq!(p.sha256.len(), 64);
     }
 
     #[test]
     fn errors_name_file_key_and_allowed_values() {
-        let e = load(&OK.replace("\"gender\"", "\"shoe_size\"")).unwrap_err().to_string();
-        assert!(e.starts_with("policy.toml:") && e.contains("shoe_size") && e.contains("age_band"), "{e}");
-        let e = load(&OK.replace("consent = \"consent_research\"", "")).unwrap_err().to_string();
-        assert!(e.contains("purpose.anonymous_reporting.consent") && e.contains("consent_advertising"), "{e}");
-        let e = load(&OK.replace("k_min = 10", "k_min = 0")).unwrap_err().to_string();
+        let e = load(&OK.replace("\"gender\"", "\"shoe_size\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("policy.toml:") && e.contains("shoe_size") && e.contains("age_band"),
+            "{e}"
+        );
+        let e = load(&OK.replace("consent = \"consent_research\"", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("purpose.anonymous_reporting.consent") && e.contains("consent_advertising"),
+            "{e}"
+        );
+        let e = load(&OK.replace("k_min = 10", "k_min = 0"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("audience.partner.k_min"), "{e}");
-        let e = load(&OK.replace("purposes = [\"anonymous_reporting\"]", "purposes = [\"spying\"]")).unwrap_err().to_string();
-        assert!(e.contains("audience.partner.purposes") && e.contains("spying"), "{e}");
+        let e = load(&OK.replace(
+            "purposes = [\"anonymous_reporting\"]",
+            "purposes = [\"spying\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("audience.partner.purposes") && e.contains("spying"),
+            "{e}"
+        );
     }
 }

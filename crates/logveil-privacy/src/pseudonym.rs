@@ -40,7 +40,11 @@ impl Pseudonym {
 
 impl fmt::Debug for Pseudonym {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Pseudonym({:02x}{:02x}{:02x}{:02x}…)", self.0[0], self.0[1], self.0[2], self.0[3])
+        write!(
+            f,
+            "Pseudonym({:02x}{:02x}{:02x}{:02x}…)",
+            self.0[0], self.0[1], self.0[2], self.0[3]
+        )
     }
 }
 
@@ -59,7 +63,9 @@ pub struct Pseudonymizer {
 
 impl fmt::Debug for Pseudonymizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pseudonymizer").field("key_id", &self.key_id).finish_non_exhaustive()
+        f.debug_struct("Pseudonymizer")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,7 +115,11 @@ mod tests {
         let secret: String = std::iter::repeat_n(secret_byte, 64).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
-        std::fs::write(&path, format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n"),
+        )
+        .unwrap();
         KeyRing::load(&path).unwrap()
     }
 
@@ -117,19 +127,22 @@ mod tests {
     fn golden_values_pin_the_encoding() {
         // If this fails, the canonical encoding changed: bump the context version instead.
         let p = Pseudonymizer::new(test_ring('a').newest());
-        let hex = |x: Pseudonym| x.as_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let hex = |x: Pseudonym| crate::keys::hex(x.as_bytes());
         let cookie = hex(p.visitor_from_cookie(b"u-1"));
         let fallback = hex(p.visitor_from_client(b"192.0.2.1", b"Mozilla", 20_758));
         assert_eq!(cookie.len(), 32);
         assert_ne!(cookie, fallback);
-        insta_like_check("cookie", &cookie);
-        insta_like_check("fallback", &fallback);
+        golden_check("cookie", &cookie);
+        golden_check("fallback", &fallback);
     }
 
     /// Compares with the committed value in `tests/golden/pseudonyms.txt`.
-    fn insta_like_check(name: &str, value: &str) {
+    fn golden_check(name: &str, value: &str) {
         let golden = include_str!("../tests/golden/pseudonyms.txt");
-        let line = golden.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} missing in golden"));
+        let line = golden
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing in golden"));
         assert_eq!(line.split_once(' ').unwrap().1, value, "{name}");
     }
 
@@ -141,7 +154,13 @@ mod tests {
         assert_ne!(a.visitor_from_cookie(b"x"), a.account(b"x"));
         assert_eq!(a.visitor_from_cookie(b"x"), a.visitor_from_cookie(b"x"));
         // Length prefixes: moving a byte between ip and ua changes the pseudonym.
-        assert_ne!(a.visitor_from_client(b"ab", b"c", 1), a.visitor_from_client(b"a", b"bc", 1));
-        assert_ne!(a.visitor_from_client(b"a", b"b", 1), a.visitor_from_client(b"a", b"b", 2));
+        assert_ne!(
+            a.visitor_from_client(b"ab", b"c", 1),
+            a.visitor_from_client(b"a", b"bc", 1)
+        );
+        assert_ne!(
+            a.visitor_from_client(b"a", b"b", 1),
+            a.visitor_from_client(b"a", b"b", 2)
+        );
     }
 }

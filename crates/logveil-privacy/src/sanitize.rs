@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-
 /// Replaces a path segment that looks like personal data.
 pub const REDACTED: &str = ":redacted";
 
@@ -26,7 +25,8 @@ impl Page {
         if path.is_empty() {
             return Self(Arc::from("/"));
         }
-        let needs_work = memchr::memchr2(b';', b'@', path).is_some() || memchr::memmem::find(path, b"%40").is_some();
+        let needs_work = memchr::memchr2(b';', b'@', path).is_some()
+            || memchr::memmem::find(path, b"%40").is_some();
         if !needs_work {
             return Self(Arc::from(String::from_utf8_lossy(path)));
         }
@@ -36,7 +36,9 @@ impl Page {
                 out.push(b'/');
             }
             let segment = memchr::memchr(b';', segment).map_or(segment, |p| &segment[..p]);
-            if memchr::memchr(b'@', segment).is_some() || memchr::memmem::find(segment, b"%40").is_some() {
+            if memchr::memchr(b'@', segment).is_some()
+                || memchr::memmem::find(segment, b"%40").is_some()
+            {
                 out.extend_from_slice(REDACTED.as_bytes());
             } else {
                 out.extend_from_slice(segment);
@@ -75,8 +77,10 @@ impl ReferrerDomain {
         let Some(referer) = referer.filter(|r| !r.is_empty()) else {
             return Self(Arc::from(NO_REFERRER));
         };
-        let after_scheme = memchr::memmem::find(referer, b"://").map_or(referer, |i| &referer[i + 3..]);
-        let authority_end = memchr::memchr3(b'/', b'?', b'#', after_scheme).unwrap_or(after_scheme.len());
+        let after_scheme =
+            memchr::memmem::find(referer, b"://").map_or(referer, |i| &referer[i + 3..]);
+        let authority_end =
+            memchr::memchr3(b'/', b'?', b'#', after_scheme).unwrap_or(after_scheme.len());
         let authority = &after_scheme[..authority_end];
         // User info (`user:pass@host`) is personal data: skip to the host.
         let host_port = memchr::memrchr(b'@', authority).map_or(authority, |i| &authority[i + 1..]);
@@ -87,11 +91,15 @@ impl ReferrerDomain {
         };
         let valid = !host.is_empty()
             && host.len() <= 253
-            && host.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':'));
+            && host.iter().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+            });
         if !valid {
             return Self(Arc::from(INVALID_REFERRER));
         }
-        Self(Arc::from(String::from_utf8_lossy(host).to_ascii_lowercase()))
+        Self(Arc::from(
+            String::from_utf8_lossy(host).to_ascii_lowercase(),
+        ))
     }
 
     pub fn as_str(&self) -> &str {
@@ -139,7 +147,9 @@ pub fn is_bot(user_agent: Option<&[u8]>) -> bool {
         *dst = src.to_ascii_lowercase();
     }
     let lowered = &buf[..n];
-    BOT_MARKERS.iter().any(|m| memchr::memmem::find(lowered, m).is_some())
+    BOT_MARKERS
+        .iter()
+        .any(|m| memchr::memmem::find(lowered, m).is_some())
 }
 
 #[cfg(test)]
@@ -148,22 +158,41 @@ mod tests {
 
     #[test]
     fn page_keeps_path_only() {
-        assert_eq!(Page::from_target(b"/en/tokyo?email=a%40b.com").as_str(), "/en/tokyo");
+        assert_eq!(
+            Page::from_target(b"/en/tokyo?email=a%40b.com").as_str(),
+            "/en/tokyo"
+        );
         assert_eq!(Page::from_target(b"/a#frag").as_str(), "/a");
         assert_eq!(Page::from_target(b"").as_str(), "/");
-        assert_eq!(Page::from_target(b"/cart;jsessionid=ABC123/x").as_str(), "/cart/x");
-        assert_eq!(Page::from_target(b"/u/alice@example.com/profile").as_str(), "/u/:redacted/profile");
-        assert_eq!(Page::from_target(b"/u/alice%40example.com").as_str(), "/u/:redacted");
+        assert_eq!(
+            Page::from_target(b"/cart;jsessionid=ABC123/x").as_str(),
+            "/cart/x"
+        );
+        assert_eq!(
+            Page::from_target(b"/u/alice@example.com/profile").as_str(),
+            "/u/:redacted/profile"
+        );
+        assert_eq!(
+            Page::from_target(b"/u/alice%40example.com").as_str(),
+            "/u/:redacted"
+        );
     }
 
     #[test]
     fn referrer_domain_is_host_only() {
-        let d = |s: &str| ReferrerDomain::from_referer(Some(s.as_bytes())).as_str().to_owned();
+        let d = |s: &str| {
+            ReferrerDomain::from_referer(Some(s.as_bytes()))
+                .as_str()
+                .to_owned()
+        };
         assert_eq!(d("https://www.google.com/search?q=x"), "www.google.com");
         assert_eq!(d("http://Example.COM:8080/x"), "example.com");
         assert_eq!(d("https://user:secret@host.example/"), "host.example");
         assert_eq!(d("http://[2001:db8::1]:80/"), "[2001:db8::1]");
-        assert_eq!(d("android-app://com.google.android.gm"), "com.google.android.gm");
+        assert_eq!(
+            d("android-app://com.google.android.gm"),
+            "com.google.android.gm"
+        );
         assert_eq!(d("\u{7f}junk"), INVALID_REFERRER);
         assert_eq!(ReferrerDomain::from_referer(None).as_str(), NO_REFERRER);
     }
@@ -181,7 +210,9 @@ mod tests {
         ] {
             assert!(is_bot(Some(ua.as_bytes())), "{ua}");
         }
-        assert!(!is_bot(Some(b"Mozilla/5.0 (Windows NT 10.0) Firefox/120.0")));
+        assert!(!is_bot(Some(
+            b"Mozilla/5.0 (Windows NT 10.0) Firefox/120.0"
+        )));
         assert!(!is_bot(None));
     }
 }

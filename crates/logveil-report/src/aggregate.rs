@@ -108,7 +108,13 @@ impl ReportState {
 
     /// Adds one event. `join` is the account join for this report's purpose
     /// (only consulted when the report needs it).
-    pub fn observe(&mut self, spec: &ReportSpec, calendar: &Calendar, event: &Event, join: JoinOutcome<'_>) {
+    pub fn observe(
+        &mut self,
+        spec: &ReportSpec,
+        calendar: &Calendar,
+        event: &Event,
+        join: JoinOutcome<'_>,
+    ) {
         let local_day = calendar.day_of(event.utc_micros);
         self.days_seen.insert(local_day);
         if !event.is_view(spec.include_bots) {
@@ -135,7 +141,14 @@ impl ReportState {
             .iter()
             .map(|d| dimension_value(*d, event, account, local_day))
             .collect();
-        let cell = self.cells.entry(CellKey { bucket, partition_day, dims }).or_default();
+        let cell = self
+            .cells
+            .entry(CellKey {
+                bucket,
+                partition_day,
+                dims,
+            })
+            .or_default();
         cell.views += 1;
         cell.bytes += event.bytes;
         cell.visitors.insert(event.visitor);
@@ -146,9 +159,13 @@ impl ReportState {
 
     /// Cells grouped by partition day (sorted), with every seen day present.
     pub fn into_partitions(self) -> BTreeMap<i32, Vec<(CellKey, CellState)>> {
-        let mut parts: BTreeMap<i32, Vec<(CellKey, CellState)>> = self.days_seen.iter().map(|d| (*d, Vec::new())).collect();
+        let mut parts: BTreeMap<i32, Vec<(CellKey, CellState)>> =
+            self.days_seen.iter().map(|d| (*d, Vec::new())).collect();
         for (key, cell) in self.cells {
-            parts.entry(key.partition_day).or_default().push((key, cell));
+            parts
+                .entry(key.partition_day)
+                .or_default()
+                .push((key, cell));
         }
         for cells in parts.values_mut() {
             cells.sort_by(|a, b| a.0.cmp(&b.0));
@@ -164,12 +181,22 @@ fn status_class(status: Option<u16>) -> Arc<str> {
     }
 }
 
-fn dimension_value(dim: Dimension, event: &Event, account: Option<&logveil_accounts::Account>, day: i32) -> Arc<str> {
+fn dimension_value(
+    dim: Dimension,
+    event: &Event,
+    account: Option<&logveil_accounts::Account>,
+    day: i32,
+) -> Arc<str> {
     match dim {
-        Dimension::Page => event.page.as_ref().map_or_else(|| Arc::from("-"), logveil_privacy::Page::shared),
+        Dimension::Page => event
+            .page
+            .as_ref()
+            .map_or_else(|| Arc::from("-"), logveil_privacy::Page::shared),
         Dimension::ReferrerDomain => event.referrer.shared(),
         Dimension::StatusClass => status_class(event.status),
-        Dimension::AgeBand => Arc::from(account.map_or(UNKNOWN, |a| generalize::age_band(a.birth_day, day))),
+        Dimension::AgeBand => {
+            Arc::from(account.map_or(UNKNOWN, |a| generalize::age_band(a.birth_day, day)))
+        }
         Dimension::Gender => Arc::from(account.map_or(UNKNOWN, |a| &*a.gender)),
     }
 }
@@ -179,13 +206,20 @@ mod cells_as_pairs {
     use super::{CellKey, CellState, HashMap};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(cells: &HashMap<CellKey, CellState>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        cells: &HashMap<CellKey, CellState>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut pairs: Vec<(&CellKey, &CellState)> = cells.iter().collect();
         pairs.sort_by(|a, b| a.0.cmp(b.0));
         pairs.serialize(s)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HashMap<CellKey, CellState>, D::Error> {
-        Ok(Vec::<(CellKey, CellState)>::deserialize(d)?.into_iter().collect())
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<CellKey, CellState>, D::Error> {
+        Ok(Vec::<(CellKey, CellState)>::deserialize(d)?
+            .into_iter()
+            .collect())
     }
 }

@@ -31,8 +31,10 @@ impl Calendar {
             Self::Utc => utc_micros.div_euclid(MICROS_PER_DAY) as i32,
             Self::Zone(tz) => {
                 let seconds = utc_micros.div_euclid(MICROS_PER_SECOND);
-                let offset = jiff::Timestamp::from_second(seconds).map_or(0, |ts| tz.to_offset(ts).seconds());
-                (utc_micros + i64::from(offset) * MICROS_PER_SECOND).div_euclid(MICROS_PER_DAY) as i32
+                let offset = jiff::Timestamp::from_second(seconds)
+                    .map_or(0, |ts| tz.to_offset(ts).seconds());
+                (utc_micros + i64::from(offset) * MICROS_PER_SECOND).div_euclid(MICROS_PER_DAY)
+                    as i32
             }
         }
     }
@@ -86,10 +88,21 @@ mod tests {
 
     #[test]
     fn zones_shift_the_day() {
-        let t = i64::from(days_from_civil(2026, 11, 1)) * MICROS_PER_DAY + 20 * 3600 * MICROS_PER_SECOND;
+        let t = i64::from(days_from_civil(2026, 11, 1)) * MICROS_PER_DAY
+            + 20 * 3600 * MICROS_PER_SECOND;
         assert_eq!(Calendar::Utc.day_of(t), days_from_civil(2026, 11, 1));
-        assert_eq!(Calendar::from_name("+09:00").unwrap().day_of(t), days_from_civil(2026, 11, 2));
-        assert_eq!(Calendar::from_name("-0500").unwrap().day_of(t), days_from_civil(2026, 11, 1));
-        assert!(Calendar::from_name("Mars/Olympus").unwrap_err().contains("Asia/Tokyo"));
+        assert_eq!(
+            Calendar::from_name("+09:00").unwrap().day_of(t),
+            days_from_civil(2026, 11, 2)
+        );
+        assert_eq!(
+            Calendar::from_name("-0500").unwrap().day_of(t),
+            days_from_civil(2026, 11, 1)
+        );
+        assert!(
+            Calendar::from_name("Mars/Olympus")
+                .unwrap_err()
+                .contains("Asia/Tokyo")
+        );
     }
 }

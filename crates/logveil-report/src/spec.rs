@@ -80,6 +80,7 @@ impl ReportSpec {
     /// Whether rows need an account join (a dimension or metric from accounts).
     pub fn needs_join(&self) -> bool {
         self.purpose.join_accounts
-            && (self.dimensions.iter().any(|d| d.needs_account()) || self.metrics.contains(&Metric::Accounts))
+            && (self.dimensions.iter().any(|d| d.needs_account())
+                || self.metrics.contains(&Metric::Accounts))
     }
 }

@@ -1,6 +1,6 @@
 //! Arrow → Parquet: one file per report partition, written atomically.
 //!
-//! Layout: `OUT/<report>/date=YYYY-MM-DD/part-00000.parquet` (Hive-style, so DuckDB,
+//! Layout: `OUT/<report>/date=YYYY-MM-DD/part-00000.parquet` (Hive-style, so `DuckDB`,
 //! pyarrow, polars and Spark read the `date` partition column). A run writes each
 //! partition's file under a temporary name in the same directory, fsyncs it, and renames
 //! it over the old one: readers see the old file or the new one, never half of either,
@@ -11,7 +11,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow_array::{
+    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -29,34 +31,67 @@ pub const PART_FILE: &str = "part-00000.parquet";
 #[non_exhaustive]
 pub enum WriteError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parquet { path: PathBuf, source: parquet::errors::ParquetError },
+    Parquet {
+        path: PathBuf,
+        source: parquet::errors::ParquetError,
+    },
     #[error("report `{report}`: {source}")]
-    Arrow { report: String, source: arrow_schema::ArrowError },
+    Arrow {
+        report: String,
+        source: arrow_schema::ArrowError,
+    },
 }
 
 /// The Arrow schema of a report's files.
 pub fn schema(spec: &ReportSpec) -> Schema {
     let bucket = match spec.bucket {
-        Bucket::Hour => Field::new(spec.bucket.column(), DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
-        Bucket::Day | Bucket::Week | Bucket::Month => Field::new(spec.bucket.column(), DataType::Date32, false),
+        Bucket::Hour => Field::new(
+            spec.bucket.column(),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Bucket::Day | Bucket::Week | Bucket::Month => {
+            Field::new(spec.bucket.column(), DataType::Date32, false)
+        }
     };
     let mut fields = vec![bucket];
-    fields.extend(spec.dimensions.iter().map(|d| Field::new(d.as_str(), DataType::Utf8, false)));
-    fields.extend(spec.metrics.iter().map(|m| Field::new(m.as_str(), DataType::Int64, false)));
+    fields.extend(
+        spec.dimensions
+            .iter()
+            .map(|d| Field::new(d.as_str(), DataType::Utf8, false)),
+    );
+    fields.extend(
+        spec.metrics
+            .iter()
+            .map(|m| Field::new(m.as_str(), DataType::Int64, false)),
+    );
     Schema::new(fields)
 }
 
-fn record_batch(spec: &ReportSpec, rows: &[PublishedRow]) -> Result<RecordBatch, arrow_schema::ArrowError> {
+fn record_batch(
+    spec: &ReportSpec,
+    rows: &[PublishedRow],
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let schema = Arc::new(schema(spec));
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
     columns.push(match spec.bucket {
-        Bucket::Hour => Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.key.bucket)).with_timezone("UTC")),
-        Bucket::Day | Bucket::Week | Bucket::Month => Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.key.bucket as i32))),
+        Bucket::Hour => Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.key.bucket))
+                .with_timezone("UTC"),
+        ),
+        Bucket::Day | Bucket::Week | Bucket::Month => Arc::new(Date32Array::from_iter_values(
+            rows.iter().map(|r| r.key.bucket as i32),
+        )),
     });
     for i in 0..spec.dimensions.len() {
-        columns.push(Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &*r.key.dims[i]))));
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &*r.key.dims[i]),
+        )));
     }
     for metric in &spec.metrics {
         let value = |r: &PublishedRow| -> i64 {
@@ -68,7 +103,9 @@ fn record_batch(spec: &ReportSpec, rows: &[PublishedRow]) -> Result<RecordBatch,
             };
             i64::try_from(v).unwrap_or(i64::MAX)
         };
-        columns.push(Arc::new(Int64Array::from_iter_values(rows.iter().map(value))));
+        columns.push(Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(value),
+        )));
     }
     RecordBatch::try_new(schema, columns)
 }
@@ -83,8 +120,16 @@ pub struct Provenance {
 }
 
 /// Writes one partition of a report atomically; returns the final path.
-pub fn write_partition(out_dir: &Path, spec: &ReportSpec, day: i32, rows: &[PublishedRow], provenance: &Provenance) -> Result<PathBuf, WriteError> {
-    let dir = out_dir.join(&spec.name).join(format!("date={}", format_day(day)));
+pub fn write_partition(
+    out_dir: &Path,
+    spec: &ReportSpec,
+    day: i32,
+    rows: &[PublishedRow],
+    provenance: &Provenance,
+) -> Result<PathBuf, WriteError> {
+    let dir = out_dir
+        .join(&spec.name)
+        .join(format!("date={}", format_day(day)));
     let io = |path: &Path| {
         let path = path.to_owned();
         move |source| WriteError::Io { path, source }
@@ -93,35 +138,60 @@ pub fn write_partition(out_dir: &Path, spec: &ReportSpec, day: i32, rows: &[Publ
     let final_path = dir.join(PART_FILE);
     let tmp_path = dir.join(format!(".{PART_FILE}.{}.tmp", std::process::id()));
 
-    let batch = record_batch(spec, rows).map_err(|source| WriteError::Arrow { report: spec.name.clone(), source })?;
+    let batch = record_batch(spec, rows).map_err(|source| WriteError::Arrow {
+        report: spec.name.clone(),
+        source,
+    })?;
     let mut metadata = vec![
-        KeyValue::new("logveil.version".into(), env!("CARGO_PKG_VERSION").to_owned()),
+        KeyValue::new(
+            "logveil.version".into(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
         KeyValue::new("logveil.report".into(), spec.name.clone()),
         KeyValue::new("logveil.audience".into(), spec.audience.clone()),
         KeyValue::new("logveil.purpose".into(), spec.purpose_name.clone()),
-        KeyValue::new("logveil.policy_sha256".into(), provenance.policy_sha256.clone()),
+        KeyValue::new(
+            "logveil.policy_sha256".into(),
+            provenance.policy_sha256.clone(),
+        ),
         KeyValue::new("logveil.key_id".into(), provenance.key_id.clone()),
         KeyValue::new("logveil.k_min".into(), spec.k_min.to_string()),
-        KeyValue::new("logveil.disclosure".into(), format!("k_threshold(k_min={})", spec.k_min)),
+        KeyValue::new(
+            "logveil.disclosure".into(),
+            format!("k_threshold(k_min={})", spec.k_min),
+        ),
     ];
-    metadata.extend(provenance.extra.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())));
+    metadata.extend(
+        provenance
+            .extra
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
+        ))
         .set_key_value_metadata(Some(metadata))
         .set_created_by(format!("logveil {}", env!("CARGO_PKG_VERSION")))
         .build();
 
     let result = (|| {
         let file = File::create(&tmp_path).map_err(io(&tmp_path))?;
-        let parquet_err = |source| WriteError::Parquet { path: tmp_path.clone(), source };
-        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet_err)?;
+        let parquet_err = |source| WriteError::Parquet {
+            path: tmp_path.clone(),
+            source,
+        };
+        let mut writer =
+            ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(parquet_err)?;
         writer.write(&batch).map_err(parquet_err)?;
         let mut file = writer.into_inner().map_err(parquet_err)?;
         file.flush().map_err(io(&tmp_path))?;
         file.sync_all().map_err(io(&tmp_path))?;
         std::fs::rename(&tmp_path, &final_path).map_err(io(&final_path))?;
         // Make the rename itself durable.
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&dir))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp_path);

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use logveil_ingest::normalize_path as clean;
 use logveil_parse::LogFormat;
 use logveil_privacy::{Dimension, Policy};
 use logveil_report::{Bucket, Calendar, Metric, ReportSpec};
@@ -112,9 +113,13 @@ impl Pipeline {
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Self, ConfigErrors> {
         let shown = path.display().to_string();
         let one = |message: String| ConfigErrors(vec![format!("{shown}: {message}")]);
-        let text = std::fs::read_to_string(path).map_err(|e| one(format!("cannot read pipeline file: {e}")))?;
-        let file: PipelineFile = toml::from_str(&text).map_err(|e| one(e.to_string().trim_end().to_owned()))?;
-        let base = path.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| one(format!("cannot read pipeline file: {e}")))?;
+        let file: PipelineFile =
+            toml::from_str(&text).map_err(|e| one(e.to_string().trim_end().to_owned()))?;
+        let base = path
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let cwd = PathBuf::from(".");
         let mut errors = Vec::new();
 
@@ -122,30 +127,48 @@ impl Pipeline {
         let format = match LogFormat::from_name_or_format(format_spec) {
             Ok(f) => Some(f),
             Err(e) => {
-                let key = if overrides.format.is_some() { "--format" } else { "input.format" };
+                let key = if overrides.format.is_some() {
+                    "--format"
+                } else {
+                    "input.format"
+                };
                 errors.push(format!("{shown}: {key}: {e}"));
                 None
             }
         };
-        if let Some(cookie) = &file.input.visitor_cookie {
-            if cookie.is_empty() || cookie.bytes().any(|b| b.is_ascii_whitespace() || b == b'=' || b == b';') {
-                errors.push(format!("{shown}: input.visitor_cookie: `{cookie}` is not a cookie name (no spaces, `=` or `;`)"));
-            }
+        if let Some(cookie) = &file.input.visitor_cookie
+            && (cookie.is_empty()
+                || cookie
+                    .bytes()
+                    .any(|b| b.is_ascii_whitespace() || b == b'=' || b == b';'))
+        {
+            errors.push(format!("{shown}: input.visitor_cookie: `{cookie}` is not a cookie name (no spaces, `=` or `;`)"));
         }
         if file.input.paths.is_empty() && overrides.inputs.is_empty() {
-            errors.push(format!("{shown}: input.paths: empty; list at least one file or glob"));
+            errors.push(format!(
+                "{shown}: input.paths: empty; list at least one file or glob"
+            ));
         }
-        let max_line_bytes = file.input.max_line_bytes.unwrap_or(logveil_parse::DEFAULT_MAX_LINE_BYTES);
+        let max_line_bytes = file
+            .input
+            .max_line_bytes
+            .unwrap_or(logveil_parse::DEFAULT_MAX_LINE_BYTES);
         if !(256..=64 * 1024 * 1024).contains(&max_line_bytes) {
             errors.push(format!("{shown}: input.max_line_bytes: {max_line_bytes} is out of range (allowed: 256 to 67108864)"));
         }
 
-        let policy = Policy::load(&base.join(&file.policy.file)).map_err(|e| {
+        let policy = Policy::load(&clean(&base.join(&file.policy.file))).map_err(|e| {
             let mut all = std::mem::take(&mut errors);
             all.push(format!("{shown}: policy.file: {e}"));
             ConfigErrors(all)
         })?;
-        let calendar = match file.output.timezone.as_deref().map(Calendar::from_name).transpose() {
+        let calendar = match file
+            .output
+            .timezone
+            .as_deref()
+            .map(Calendar::from_name)
+            .transpose()
+        {
             Ok(c) => c.unwrap_or(Calendar::Utc),
             Err(e) => {
                 errors.push(format!("{shown}: output.timezone: {e}"));
@@ -155,19 +178,24 @@ impl Pipeline {
 
         let accounts = match (&overrides.accounts, &file.accounts) {
             (Some(spec), _) => Some((spec.clone(), cwd.clone())),
-            (None, Some(a)) => Some((a.source.clone(), base.clone())),
+            (None, Some(a)) => Some((a.source.clone(), clean(&base))),
             (None, None) => None,
         };
 
         if file.report.is_empty() {
-            errors.push(format!("{shown}: no [[report]] tables: declare at least one report"));
+            errors.push(format!(
+                "{shown}: no [[report]] tables: declare at least one report"
+            ));
         }
         let mut names = BTreeSet::new();
         let mut reports = Vec::new();
         for (i, r) in file.report.into_iter().enumerate() {
             let at = format!("{shown}: report[{i}] ({})", r.name);
             if !valid_report_name(&r.name) {
-                errors.push(format!("{at}.name: `{}` is not allowed ({REPORT_NAME_RULE})", r.name));
+                errors.push(format!(
+                    "{at}.name: `{}` is not allowed ({REPORT_NAME_RULE})",
+                    r.name
+                ));
             }
             if !names.insert(r.name.clone()) {
                 errors.push(format!("{at}.name: duplicate report name"));
@@ -177,7 +205,12 @@ impl Pipeline {
                     "{at}.audience: `{}` is not declared in {} (declared: {})",
                     r.audience,
                     policy.path.display(),
-                    policy.audiences.keys().cloned().collect::<Vec<_>>().join(", ")
+                    policy
+                        .audiences
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             };
@@ -186,7 +219,12 @@ impl Pipeline {
                     "{at}.purpose: `{}` is not declared in {} (declared: {})",
                     r.purpose,
                     policy.path.display(),
-                    policy.purposes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    policy
+                        .purposes
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
                 continue;
             };
@@ -198,7 +236,12 @@ impl Pipeline {
                     audience.purposes.join(", ")
                 ));
             }
-            let allowed = audience.dimensions.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ");
+            let allowed = audience
+                .dimensions
+                .iter()
+                .map(|d| d.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut seen = BTreeSet::new();
             for d in &r.dimensions {
                 if !seen.insert(*d) {
@@ -218,7 +261,9 @@ impl Pipeline {
                 }
             }
             if r.metrics.is_empty() {
-                errors.push(format!("{at}.metrics: empty (allowed: views, visitors, bytes, accounts)"));
+                errors.push(format!(
+                    "{at}.metrics: empty (allowed: views, visitors, bytes, accounts)"
+                ));
             }
             if r.metrics.contains(&Metric::Accounts) && !purpose.join_accounts {
                 errors.push(format!(
@@ -238,7 +283,9 @@ impl Pipeline {
                 k_min: audience.k_min,
             };
             if spec.needs_join() && accounts.is_none() {
-                errors.push(format!("{at}: needs account data but the pipeline has no [accounts] source"));
+                errors.push(format!(
+                    "{at}: needs account data but the pipeline has no [accounts] source"
+                ));
             }
             reports.push(spec);
         }
@@ -247,7 +294,7 @@ impl Pipeline {
             return Err(ConfigErrors(errors));
         };
         let (inputs, inputs_base) = if overrides.inputs.is_empty() {
-            (file.input.paths, base.clone())
+            (file.input.paths, clean(&base))
         } else {
             (overrides.inputs.clone(), cwd)
         };
@@ -258,10 +305,13 @@ impl Pipeline {
             format,
             visitor_cookie: file.input.visitor_cookie,
             max_line_bytes,
-            key_file: base.join(&file.keys.file),
+            key_file: clean(&base.join(&file.keys.file)),
             policy,
             accounts,
-            out_dir: overrides.out.clone().unwrap_or_else(|| base.join(&file.output.dir)),
+            out_dir: overrides
+                .out
+                .clone()
+                .unwrap_or_else(|| clean(&base.join(&file.output.dir))),
             calendar,
             reports,
         })
@@ -270,5 +320,6 @@ impl Pipeline {
 
 fn valid_report_name(name: &str) -> bool {
     let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_lowercase()) && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }

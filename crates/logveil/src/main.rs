@@ -14,7 +14,11 @@ mod run;
 use config::{Overrides, Pipeline};
 
 #[derive(Debug, Parser)]
-#[command(name = "logveil", version, about = "Privacy-preserving web access-log reporting")]
+#[command(
+    name = "logveil",
+    version,
+    about = "Privacy-preserving web access-log reporting"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -29,7 +33,7 @@ enum Command {
         /// Input file or glob, instead of `input.paths` (repeatable; relative to the current directory).
         #[arg(long = "input", value_name = "PATH")]
         inputs: Vec<String>,
-        /// Log format: a preset name (common, combined, combined_cookie, vhost_combined) or an Apache LogFormat string.
+        /// Log format: a preset name (common, combined, `combined_cookie`, `vhost_combined`) or an Apache `LogFormat` string.
         #[arg(long, value_name = "NAME_OR_LOGFORMAT")]
         format: Option<String>,
         /// Account source instead of `accounts.source`: csv:PATH or sqlite:PATH.
@@ -43,9 +47,7 @@ enum Command {
         summary: Option<PathBuf>,
     },
     /// Load and validate a pipeline and its policy; exit 1 listing every problem.
-    Check {
-        pipeline: PathBuf,
-    },
+    Check { pipeline: PathBuf },
     /// Create a key file with one new random 256-bit key (mode 0600; never overwrites).
     Keygen {
         path: PathBuf,
@@ -58,7 +60,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOGVEIL_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("LOGVEIL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -82,7 +85,12 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             out,
             summary,
         } => {
-            let overrides = Overrides { inputs, format, accounts, out };
+            let overrides = Overrides {
+                inputs,
+                format,
+                accounts,
+                out,
+            };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
                 Ok(p) => p,
                 Err(errors) => {
@@ -95,7 +103,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let result = run::run(&pipeline)?;
             if let Some(path) = summary {
                 let json = serde_json::to_vec_pretty(&result)?;
-                std::fs::write(&path, json).with_context(|| format!("writing summary {}", path.display()))?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("writing summary {}", path.display()))?;
             }
             write_stdout(&run::render(&result, &pipeline.out_dir))?;
             Ok(ExitCode::SUCCESS)
@@ -121,7 +130,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         },
         Command::Keygen { path, not_before } => {
             let id = logveil_privacy::KeyRing::generate(&path, &not_before)?;
-            write_stdout(&format!("{}: new key {id} (not before {not_before}), mode 0600\n", path.display()))?;
+            write_stdout(&format!(
+                "{}: new key {id} (not before {not_before}), mode 0600\n",
+                path.display()
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
     }

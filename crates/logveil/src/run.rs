@@ -29,7 +29,10 @@ struct LineCounts {
 
 impl LineCounts {
     fn reject(&mut self, reason: RejectReason, n: u64) {
-        let i = RejectReason::ALL.iter().position(|r| *r == reason).expect("ALL lists every reason");
+        let i = RejectReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .expect("ALL lists every reason");
         self.rejected[i] += n;
         self.read += n;
     }
@@ -75,7 +78,9 @@ impl Partial {
 fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk) -> Partial {
     let pipeline = ctx.pipeline;
     let mut partial = Partial::new(pipeline);
-    partial.lines.reject(RejectReason::TooLong, chunk.too_long_lines);
+    partial
+        .lines
+        .reject(RejectReason::TooLong, chunk.too_long_lines);
     for line in logveil_ingest::lines(&chunk.data) {
         let record = match ctx.parser.parse(line) {
             Ok(record) => record,
@@ -88,8 +93,8 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk) -> Partial {
             partial.lines.reject(RejectReason::BadTimestamp, 1);
             continue;
         };
-        // `record` (the last holder of raw identifiers) ends here.
-        drop(record);
+        // From here on only `event` is used: it holds no raw identifier, and `record`
+        // (borrowing the chunk) dies with this iteration.
         partial.lines.read += 1;
         partial.lines.parsed += 1;
         for (spec, state) in pipeline.reports.iter().zip(&mut partial.states) {
@@ -130,7 +135,9 @@ pub struct AccountsSummary {
 impl AccountsSummary {
     fn new(source: &AccountSource, stats: &LoadStats) -> Self {
         Self {
-            source: source.path().display().to_string(),
+            source: logveil_ingest::normalize_path(source.path())
+                .display()
+                .to_string(),
             accounts: stats.accounts,
             cookie_links: stats.cookie_links,
             ambiguous_cookies: stats.ambiguous_cookies,
@@ -159,12 +166,24 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
     let pseudonymizer = Pseudonymizer::new(key);
     let mut accounts_summary = None;
     let accounts = match &pipeline.accounts {
-        Some((spec, base)) if pipeline.reports.iter().any(logveil_report::ReportSpec::needs_join) => {
+        Some((spec, base))
+            if pipeline
+                .reports
+                .iter()
+                .any(logveil_report::ReportSpec::needs_join) =>
+        {
             let source = AccountSource::parse(spec, base)?;
             let store = AccountStore::load(&source, &pseudonymizer).context("loading accounts")?;
-            tracing::info!(accounts = store.stats().accounts, cookie_links = store.stats().cookie_links, "accounts loaded");
+            tracing::info!(
+                accounts = store.stats().accounts,
+                cookie_links = store.stats().cookie_links,
+                "accounts loaded"
+            );
             if store.stats().ambiguous_cookies > 0 {
-                tracing::warn!(count = store.stats().ambiguous_cookies, "cookies linked to more than one account are never joined");
+                tracing::warn!(
+                    count = store.stats().ambiguous_cookies,
+                    "cookies linked to more than one account are never joined"
+                );
             }
             accounts_summary = Some(AccountsSummary::new(&source, store.stats()));
             Some(store)
@@ -173,7 +192,8 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
     };
     let ctx = RunContext {
         pipeline,
-        parser: LineParser::new(pipeline.format.clone(), pipeline.visitor_cookie.as_deref()).with_max_line_bytes(pipeline.max_line_bytes),
+        parser: LineParser::new(pipeline.format.clone(), pipeline.visitor_cookie.as_deref())
+            .with_max_line_bytes(pipeline.max_line_bytes),
         pseudonymizer,
         accounts,
     };
@@ -188,7 +208,10 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         loop {
             let mut batch = Vec::with_capacity(window);
             while batch.len() < window {
-                match chunks.next_chunk().with_context(|| format!("reading {}", file.display()))? {
+                match chunks
+                    .next_chunk()
+                    .with_context(|| format!("reading {}", file.display()))?
+                {
                     Some(chunk) => batch.push(chunk),
                     None => break,
                 }
@@ -247,7 +270,11 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         inputs: files.iter().map(|f| f.display().to_string()).collect(),
         lines_read: total.lines.read,
         lines_parsed: total.lines.parsed,
-        lines_rejected: RejectReason::ALL.iter().zip(total.lines.rejected).map(|(r, n)| (r.as_str(), n)).collect(),
+        lines_rejected: RejectReason::ALL
+            .iter()
+            .zip(total.lines.rejected)
+            .map(|(r, n)| (r.as_str(), n))
+            .collect(),
         accounts: accounts_summary,
         reports,
         outputs,
@@ -266,17 +293,30 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
         summary.key_id,
         if summary.demo_key { ", DEMO KEY" } else { "" }
     );
-    let reasons: Vec<String> = summary.lines_rejected.iter().filter(|(_, n)| **n > 0).map(|(r, n)| format!("{r} {n}")).collect();
+    let reasons: Vec<String> = summary
+        .lines_rejected
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
     let _ = writeln!(
         s,
         "  lines: {} read, {} parsed, {} rejected{}",
         summary.lines_read,
         summary.lines_parsed,
         rejected,
-        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
     );
     if let Some(a) = &summary.accounts {
-        let _ = writeln!(s, "  accounts: {} loaded, {} cookie links", a.accounts, a.cookie_links);
+        let _ = writeln!(
+            s,
+            "  accounts: {} loaded, {} cookie links",
+            a.accounts, a.cookie_links
+        );
     }
     for (name, r) in &summary.reports {
         let _ = write!(
@@ -285,10 +325,19 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
             r.rows, r.cells_suppressed, r.k_min, r.audience, r.partitions
         );
         if let Some(j) = &r.joins {
-            let _ = write!(s, "; joins: {} joined, {} no_account, {} no_consent, {} deleted", j.joined, j.no_account, j.no_consent, j.deleted);
+            let _ = write!(
+                s,
+                "; joins: {} joined, {} no_account, {} no_consent, {} deleted",
+                j.joined, j.no_account, j.no_consent, j.deleted
+            );
         }
         s.push('\n');
     }
-    let _ = writeln!(s, "  wrote {} file(s) under {}", summary.outputs.len(), out_dir.display());
+    let _ = writeln!(
+        s,
+        "  wrote {} file(s) under {}",
+        summary.outputs.len(),
+        out_dir.display()
+    );
     s
 }

@@ -5,40 +5,102 @@ use crate::util::{bin, repo};
 fn check_variant(edit: impl Fn(&str) -> String) -> (bool, String) {
     let original = std::fs::read_to_string(repo().join("pipelines/daily.toml")).unwrap();
     // Written beside the original so its relative paths still resolve.
-    let path = repo().join("pipelines").join(format!(".test-check-{}-{:?}.toml", std::process::id(), std::thread::current().id()));
+    let path = repo().join("pipelines").join(format!(
+        ".test-check-{}-{:?}.toml",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     std::fs::write(&path, edit(&original)).unwrap();
     let out = bin().arg("check").arg(&path).output().unwrap();
     std::fs::remove_file(&path).unwrap();
-    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 #[test]
 fn shipped_pipeline_passes_check() {
-    let out = bin().current_dir(repo()).args(["check", "pipelines/daily.toml"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .current_dir(repo())
+        .args(["check", "pipelines/daily.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (4 report(s)"));
 }
 
 #[test]
 fn partner_report_with_forbidden_dimension_is_rejected_naming_report_and_dimension() {
-    let (ok, msg) = check_variant(|p| p.replace(r#"dimensions = ["age_band", "gender"]"#, r#"dimensions = ["age_band", "gender", "page"]"#));
+    let (ok, msg) = check_variant(|p| {
+        p.replace(
+            r#"dimensions = ["age_band", "gender"]"#,
+            r#"dimensions = ["age_band", "gender", "page"]"#,
+        )
+    });
     assert!(!ok);
-    assert!(msg.contains("report[3] (demographics_daily).dimensions"), "{msg}");
-    assert!(msg.contains("`page` is not allowed for audience `partner` (allowed: age_band, gender)"), "{msg}");
+    assert!(
+        msg.contains("report[3] (demographics_daily).dimensions"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`page` is not allowed for audience `partner` (allowed: age_band, gender)"),
+        "{msg}"
+    );
     assert!(msg.contains(".test-check-"), "names the file: {msg}");
 }
 
 #[test]
 fn other_config_errors_name_key_and_allowed_values() {
     let cases: &[(&str, &str, &str)] = &[
-        (r#"bucket = "day""#, r#"bucket = "fortnight""#, "unknown variant `fortnight`, expected one of `hour`, `day`, `week`, `month`"),
-        (r#"format = "combined_cookie""#, r#"format = "combind""#, "input.format: unknown format preset `combind`"),
-        (r#"format = "combined_cookie""#, r#"format = "%h %t %Y""#, "unknown log format directive `%Y`"),
-        (r#"audience = "partner""#, r#"audience = "press""#, "audience: `press` is not declared"),
-        (r#"metrics = ["views", "visitors", "bytes"]"#, r#"metrics = ["views", "clicks"]"#, "unknown variant `clicks`"),
-        (r#"purpose = "anonymous_reporting""#, r#"purpose = "improve_services""#, "may not receive reports for purpose `improve_services`"),
-        ("[output]", "[output]\ncolour = \"blue\"", "unknown field `colour`"),
-        ("# timezone = \"Asia/Tokyo\"", "timezone = \"Mars/Base\"", "output.timezone: unknown time zone `Mars/Base`"),
+        (
+            r#"bucket = "day""#,
+            r#"bucket = "fortnight""#,
+            "unknown variant `fortnight`, expected one of `hour`, `day`, `week`, `month`",
+        ),
+        (
+            r#"format = "combined_cookie""#,
+            r#"format = "combind""#,
+            "input.format: unknown format preset `combind`",
+        ),
+        (
+            r#"format = "combined_cookie""#,
+            r#"format = "%h %t %Y""#,
+            "unknown log format directive `%Y`",
+        ),
+        (
+            r#"audience = "partner""#,
+            r#"audience = "press""#,
+            "audience: `press` is not declared",
+        ),
+        (
+            r#"metrics = ["views", "visitors", "bytes"]"#,
+            r#"metrics = ["views", "clicks"]"#,
+            "unknown variant `clicks`",
+        ),
+        (
+            r#"purpose = "anonymous_reporting""#,
+            r#"purpose = "improve_services""#,
+            "may not receive reports for purpose `improve_services`",
+        ),
+        (
+            "[output]",
+            "[output]\ncolour = \"blue\"",
+            "unknown field `colour`",
+        ),
+        (
+            "# timezone = \"Asia/Tokyo\"",
+            "timezone = \"Mars/Base\"",
+            "output.timezone: unknown time zone `Mars/Base`",
+        ),
     ];
     for (from, to, expected) in cases {
         let (ok, msg) = check_variant(|p| {
@@ -46,13 +108,22 @@ fn other_config_errors_name_key_and_allowed_values() {
             p.replacen(from, to, 1)
         });
         assert!(!ok, "{to} should fail");
-        assert!(msg.contains(expected), "for {to}: expected `{expected}` in:\n{msg}");
+        assert!(
+            msg.contains(expected),
+            "for {to}: expected `{expected}` in:\n{msg}"
+        );
     }
 }
 
 #[test]
 fn account_dimension_under_non_joining_purpose_is_rejected() {
-    let (ok, msg) = check_variant(|p| p.replacen(r#"dimensions = ["page"]"#, r#"dimensions = ["page", "gender"]"#, 1));
+    let (ok, msg) = check_variant(|p| {
+        p.replacen(
+            r#"dimensions = ["page"]"#,
+            r#"dimensions = ["page", "gender"]"#,
+            1,
+        )
+    });
     assert!(!ok);
     assert!(msg.contains("`gender` comes from accounts, but purpose `improve_services` does not allow joining accounts"), "{msg}");
 }

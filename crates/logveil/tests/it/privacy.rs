@@ -10,23 +10,32 @@ use crate::util::{files_under, key_value_metadata, read_batches, repo, run_daily
 fn raw_identifiers() -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for name in ["access-2026-11-01.log", "access-2026-11-02.log"] {
-        let text = String::from_utf8_lossy(&std::fs::read(repo().join("sample-logs").join(name)).unwrap()).into_owned();
+        let text =
+            String::from_utf8_lossy(&std::fs::read(repo().join("sample-logs").join(name)).unwrap())
+                .into_owned();
         for line in text.lines() {
-            if let Some(ip) = line.split(' ').next().filter(|ip| ip.contains('.') || ip.contains(':')) {
+            if let Some(ip) = line
+                .split(' ')
+                .next()
+                .filter(|ip| ip.contains('.') || ip.contains(':'))
+            {
                 ids.insert(ip.to_owned());
             }
             // The cookie header is the last quoted field.
             if let Some(cookie) = line.rsplit('"').nth(1).filter(|c| c.contains('=')) {
                 for pair in cookie.split(';') {
-                    if let Some((_, v)) = pair.split_once('=') {
-                        if v.trim().len() >= 6 {
-                            ids.insert(v.trim().to_owned());
-                        }
+                    if let Some((_, v)) = pair.split_once('=')
+                        && v.trim().len() >= 6
+                    {
+                        ids.insert(v.trim().to_owned());
                     }
                 }
             }
             if let Some(q) = line.find("email=") {
-                let email: String = line[q + 6..].chars().take_while(|c| !matches!(c, ' ' | '&' | '"')).collect();
+                let email: String = line[q + 6..]
+                    .chars()
+                    .take_while(|c| !matches!(c, ' ' | '&' | '"'))
+                    .collect();
                 ids.insert(email.replace("%40", "@"));
                 ids.insert(email);
             }
@@ -38,7 +47,11 @@ fn raw_identifiers() -> BTreeSet<String> {
         ids.extend(cols[..3].iter().map(|s| (*s).to_owned()));
     }
     ids.retain(|s| s.len() >= 6);
-    assert!(ids.len() > 2000, "expected many identifiers, found {}", ids.len());
+    assert!(
+        ids.len() > 2000,
+        "expected many identifiers, found {}",
+        ids.len()
+    );
     ids
 }
 
@@ -61,7 +74,10 @@ fn no_raw_identifier_in_cells_metadata_logs_or_summary() {
             }
         }
         for (k, v) in key_value_metadata(&path) {
-            text.push_str(&format!("{k}={v}\n"));
+            text.push_str(&k);
+            text.push('=');
+            text.push_str(&v);
+            text.push('\n');
         }
         // Raw bytes too (dictionary pages, statistics), in case something escaped the columns.
         text.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
@@ -70,27 +86,58 @@ fn no_raw_identifier_in_cells_metadata_logs_or_summary() {
     assert!(haystacks.len() > 3);
     for (name, text) in &haystacks {
         for id in &ids {
-            assert!(!text.contains(id.as_str()), "a raw identifier ({} chars) leaked into {name}", id.len());
+            assert!(
+                !text.contains(id.as_str()),
+                "a raw identifier ({} chars) leaked into {name}",
+                id.len()
+            );
         }
-        assert!(!text.contains("@example."), "an e-mail address leaked into {name}");
+        assert!(
+            !text.contains("@example."),
+            "an e-mail address leaked into {name}"
+        );
     }
 }
 
 #[test]
 fn check_and_errors_do_not_echo_key_material() {
     let key = std::fs::read_to_string(repo().join("sample-logs/demo.key")).unwrap();
-    let secret = key.lines().find_map(|l| l.strip_prefix("secret = ")).unwrap().trim_matches('"').to_owned();
+    let secret = key
+        .lines()
+        .find_map(|l| l.strip_prefix("secret = "))
+        .unwrap()
+        .trim_matches('"')
+        .to_owned();
     // A broken key file: the error must not quote it.
     let tmp = tempfile::tempdir().unwrap();
     let bad_key = tmp.path().join("bad.key");
     std::fs::write(&bad_key, key.replace("not_before", "not_before_typo")).unwrap();
     let pipeline = std::fs::read_to_string(repo().join("pipelines/daily.toml")).unwrap();
-    let pipeline_path = repo().join("pipelines").join(format!(".test-badkey-{}.toml", std::process::id()));
-    std::fs::write(&pipeline_path, pipeline.replace("../sample-logs/demo.key", bad_key.to_str().unwrap())).unwrap();
-    let out = crate::util::bin().arg("run").arg(&pipeline_path).arg("--out").arg(tmp.path().join("o")).output().unwrap();
+    let pipeline_path = repo()
+        .join("pipelines")
+        .join(format!(".test-badkey-{}.toml", std::process::id()));
+    std::fs::write(
+        &pipeline_path,
+        pipeline.replace("../sample-logs/demo.key", bad_key.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = crate::util::bin()
+        .arg("run")
+        .arg(&pipeline_path)
+        .arg("--out")
+        .arg(tmp.path().join("o"))
+        .output()
+        .unwrap();
     std::fs::remove_file(&pipeline_path).unwrap();
     assert!(!out.status.success());
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(all.contains("bad.key"), "error names the key file: {all}");
-    assert!(!all.contains(&secret) && !all.contains(&secret[..16]), "key material leaked: {all}");
+    assert!(
+        !all.contains(&secret) && !all.contains(&secret[..16]),
+        "key material leaked: {all}"
+    );
 }

@@ -1,4 +1,4 @@
-//! Reader compatibility: every output file opens in DuckDB and pyarrow with the documented types.
+//! Reader compatibility: every output file opens in `DuckDB` and pyarrow with the documented types.
 //!
 //! Needs a Python with `duckdb`, `pyarrow` and `pandas`: `scripts/test` provides one
 //! (`.venv`) and passes it as `LOGVEIL_PYTHON`. Without it the test is skipped with a
@@ -15,7 +15,9 @@ fn duckdb_and_pyarrow_read_every_file_with_documented_types() {
                 std::env::var("CI").map_or(true, |v| v.is_empty()),
                 "CI must run the reader test: run the suite through scripts/test (sets LOGVEIL_PYTHON)"
             );
-            eprintln!("notice: skipping reader test: LOGVEIL_PYTHON not set (run scripts/test to include it)");
+            eprintln!(
+                "notice: skipping reader test: LOGVEIL_PYTHON not set (run scripts/test to include it)"
+            );
             return;
         }
     };
@@ -26,6 +28,10 @@ fn duckdb_and_pyarrow_read_every_file_with_documented_types() {
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "reader check failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "reader check failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("checked 8 files"), "{stdout}");
 }

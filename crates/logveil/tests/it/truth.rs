@@ -1,5 +1,6 @@
 //! The main job on the bundled samples gives exactly the generator's known truth.
 
+use parquet::file::reader::FileReader;
 use sha2::Digest;
 
 use crate::util::{project_like, report_rows, run_daily, sorted, truth};
@@ -8,7 +9,12 @@ use crate::util::{project_like, report_rows, run_daily, sorted, truth};
 fn every_report_matches_generator_truth_exactly() {
     let run = run_daily(&[]);
     let truth = truth();
-    for report in ["page_views_hourly", "visitors_daily", "referrers_daily", "demographics_daily"] {
+    for report in [
+        "page_views_hourly",
+        "visitors_daily",
+        "referrers_daily",
+        "demographics_daily",
+    ] {
         let expected = sorted(truth["reports"][report].as_array().unwrap());
         let actual = project_like(&report_rows(&run.out_dir, report), &expected);
         assert_eq!(actual.len(), expected.len(), "{report}: row count");
@@ -28,18 +34,48 @@ fn summary_counts_lines_reasons_rows_and_suppressions() {
     for (reason, count) in truth["lines_rejected"].as_object().unwrap() {
         assert_eq!(&s["lines_rejected"][reason], count, "reason {reason}");
     }
-    let rejected: u64 = s["lines_rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
-    assert_eq!(rejected + s["lines_parsed"].as_u64().unwrap(), s["lines_read"].as_u64().unwrap(), "every line is parsed or rejected");
+    let rejected: u64 = s["lines_rejected"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        rejected + s["lines_parsed"].as_u64().unwrap(),
+        s["lines_read"].as_u64().unwrap(),
+        "every line is parsed or rejected"
+    );
     let demo = &s["reports"]["demographics_daily"];
-    assert_eq!(demo["cells_suppressed"], truth["reports"]["demographics_daily_suppressed"]);
-    assert_eq!(demo["rows"].as_u64().unwrap() as usize, truth["reports"]["demographics_daily"].as_array().unwrap().len());
+    assert_eq!(
+        demo["cells_suppressed"],
+        truth["reports"]["demographics_daily_suppressed"]
+    );
+    assert_eq!(
+        demo["rows"].as_u64().unwrap() as usize,
+        truth["reports"]["demographics_daily"]
+            .as_array()
+            .unwrap()
+            .len()
+    );
     let joins = &demo["joins"];
-    assert!(joins["joined"].as_u64().unwrap() > 0 && joins["no_consent"].as_u64().unwrap() > 0 && joins["deleted"].as_u64().unwrap() > 0, "{joins}");
-    assert_eq!(s["outputs"].as_array().unwrap().len(), 8, "4 reports × 2 days");
+    assert!(
+        joins["joined"].as_u64().unwrap() > 0
+            && joins["no_consent"].as_u64().unwrap() > 0
+            && joins["deleted"].as_u64().unwrap() > 0,
+        "{joins}"
+    );
+    assert_eq!(
+        s["outputs"].as_array().unwrap().len(),
+        8,
+        "4 reports × 2 days"
+    );
     assert_eq!(s["demo_key"], true);
     // The human summary says the same.
     let out = run.stdout();
-    assert!(out.contains("19535 read, 19523 parsed, 12 rejected"), "{out}");
+    assert!(
+        out.contains("19535 read, 19523 parsed, 12 rejected"),
+        "{out}"
+    );
     assert!(out.contains("DEMO KEY"), "{out}");
 }
 
@@ -47,11 +83,25 @@ fn summary_counts_lines_reasons_rows_and_suppressions() {
 fn files_carry_provenance_metadata_and_zstd() {
     let run = run_daily(&[]);
     let policy = std::fs::read(crate::util::repo().join("pipelines/policy.toml")).unwrap();
-    let policy_sha: String = sha2::Sha256::digest(&policy).iter().map(|b| format!("{b:02x}")).collect();
+    let policy_sha = sha2::Sha256::digest(&policy)
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            use std::fmt::Write;
+            let _ = write!(s, "{b:02x}");
+            s
+        });
     for file in run.summary["outputs"].as_array().unwrap() {
         let path = std::path::Path::new(file.as_str().unwrap());
         let kv = crate::util::key_value_metadata(path);
-        let report = path.parent().unwrap().parent().unwrap().file_name().unwrap().to_str().unwrap();
+        let report = path
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap();
         assert_eq!(kv["logveil.report"], report);
         assert_eq!(kv["logveil.version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(kv["logveil.key_id"], "demo-2026");
@@ -60,15 +110,27 @@ fn files_carry_provenance_metadata_and_zstd() {
             "demographics_daily" => ("partner", "anonymous_reporting", "10"),
             _ => ("internal", "improve_services", "1"),
         };
-        assert_eq!((kv["logveil.audience"].as_str(), kv["logveil.purpose"].as_str(), kv["logveil.k_min"].as_str()), (audience, purpose, k));
+        assert_eq!(
+            (
+                kv["logveil.audience"].as_str(),
+                kv["logveil.purpose"].as_str(),
+                kv["logveil.k_min"].as_str()
+            ),
+            (audience, purpose, k)
+        );
         if report == "demographics_daily" {
             assert!(kv.contains_key("logveil.joins.no_consent"));
         }
-        let meta = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
-        use parquet::file::reader::FileReader;
+        let meta =
+            parquet::file::reader::SerializedFileReader::new(std::fs::File::open(path).unwrap())
+                .unwrap();
         for rg in meta.metadata().row_groups() {
             for col in rg.columns() {
-                assert!(matches!(col.compression(), parquet::basic::Compression::ZSTD(_)), "{:?}", col.compression());
+                assert!(
+                    matches!(col.compression(), parquet::basic::Compression::ZSTD(_)),
+                    "{:?}",
+                    col.compression()
+                );
             }
         }
     }

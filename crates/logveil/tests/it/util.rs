@@ -12,7 +12,10 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 pub fn bin() -> Command {
@@ -46,7 +49,12 @@ pub fn run_daily(extra: &[&str]) -> Run {
     run_into(&out_dir, &summary_path, extra, tmp)
 }
 
-pub fn run_into(out_dir: &Path, summary_path: &Path, extra: &[&str], tmp: tempfile::TempDir) -> Run {
+pub fn run_into(
+    out_dir: &Path,
+    summary_path: &Path,
+    extra: &[&str],
+    tmp: tempfile::TempDir,
+) -> Run {
     let output = bin()
         .current_dir(repo())
         .args(["run", "pipelines/daily.toml", "--out"])
@@ -92,7 +100,10 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 }
 
 pub fn read_batches(path: &Path) -> Vec<RecordBatch> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
     reader.map(Result::unwrap).collect()
 }
 
@@ -102,7 +113,11 @@ pub fn key_value_metadata(path: &Path) -> BTreeMap<String, String> {
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kv| kv.iter().map(|e| (e.key.clone(), e.value.clone().unwrap_or_default())).collect())
+        .map(|kv| {
+            kv.iter()
+                .map(|e| (e.key.clone(), e.value.clone().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -133,7 +148,7 @@ pub fn report_rows(out_dir: &Path, report: &str) -> Vec<serde_json::Value> {
             rows.extend(batch_rows(&batch));
         }
     }
-    rows.sort_by_key(|r| r.to_string());
+    rows.sort_by_key(std::string::ToString::to_string);
     rows
 }
 
@@ -145,14 +160,27 @@ pub fn batch_rows(batch: &RecordBatch) -> Vec<serde_json::Value> {
             for (f, col) in schema.fields().iter().zip(batch.columns()) {
                 assert!(!col.is_null(i), "null in {}", f.name());
                 let v = match f.data_type() {
-                    arrow_schema::DataType::Int64 => serde_json::json!(col.as_primitive::<Int64Type>().value(i)),
-                    arrow_schema::DataType::Utf8 => serde_json::json!(col.as_string::<i32>().value(i)),
-                    arrow_schema::DataType::Date32 => serde_json::json!(date_string(i64::from(col.as_primitive::<Date32Type>().value(i)))),
+                    arrow_schema::DataType::Int64 => {
+                        serde_json::json!(col.as_primitive::<Int64Type>().value(i))
+                    }
+                    arrow_schema::DataType::Utf8 => {
+                        serde_json::json!(col.as_string::<i32>().value(i))
+                    }
+                    arrow_schema::DataType::Date32 => serde_json::json!(date_string(i64::from(
+                        col.as_primitive::<Date32Type>().value(i)
+                    ))),
                     arrow_schema::DataType::Timestamp(_, _) => {
                         let micros = col.as_primitive::<TimestampMicrosecondType>().value(i);
                         let secs = micros / 1_000_000;
-                        let (h, m, s) = (secs.rem_euclid(86_400) / 3600, secs.rem_euclid(3600) / 60, secs.rem_euclid(60));
-                        serde_json::json!(format!("{}T{h:02}:{m:02}:{s:02}Z", date_string(secs.div_euclid(86_400))))
+                        let (h, m, s) = (
+                            secs.rem_euclid(86_400) / 3600,
+                            secs.rem_euclid(3600) / 60,
+                            secs.rem_euclid(60),
+                        );
+                        serde_json::json!(format!(
+                            "{}T{h:02}:{m:02}:{s:02}Z",
+                            date_string(secs.div_euclid(86_400))
+                        ))
                     }
                     other => panic!("unexpected column type {other:?}"),
                 };
@@ -168,19 +196,24 @@ pub fn truth() -> serde_json::Value {
 }
 
 /// `actual` rows reduced to the columns the `expected` rows have (truth.json has no `bytes`).
-pub fn project_like(actual: &[serde_json::Value], expected: &[serde_json::Value]) -> Vec<serde_json::Value> {
+pub fn project_like(
+    actual: &[serde_json::Value],
+    expected: &[serde_json::Value],
+) -> Vec<serde_json::Value> {
     let Some(keys) = expected.first().and_then(|e| e.as_object()) else {
         return actual.to_vec();
     };
     let projected: Vec<serde_json::Value> = actual
         .iter()
-        .map(|row| serde_json::Value::Object(keys.keys().map(|k| (k.clone(), row[k].clone())).collect()))
+        .map(|row| {
+            serde_json::Value::Object(keys.keys().map(|k| (k.clone(), row[k].clone())).collect())
+        })
         .collect();
     sorted(&projected)
 }
 
 pub fn sorted(rows: &[serde_json::Value]) -> Vec<serde_json::Value> {
     let mut rows = rows.to_vec();
-    rows.sort_by_key(|r| r.to_string());
+    rows.sort_by_key(std::string::ToString::to_string);
     rows
 }
