@@ -112,6 +112,10 @@ impl LineParser {
                     apply_field(self, field, &line[pos..close], record)?;
                     match self.parse_from(index + 1, line, close, record, budget) {
                         Ok(()) => return Ok(()),
+                        // Only the request may hold an unescaped quote (old servers such as
+                        // NASA's wrote them); Apache and nginx escape quotes in headers, so
+                        // a later quote there would mean swallowing the next field.
+                        Err(e) if *field != Field::Request => return Err(e),
                         Err(e) => {
                             first_error.get_or_insert(e);
                             *budget = budget.saturating_sub(1);
@@ -404,6 +408,12 @@ mod tests {
         }
         let long = vec![b'a'; DEFAULT_MAX_LINE_BYTES + 1];
         assert_eq!(p.parse(&long).unwrap_err(), RejectReason::TooLong);
+    }
+
+    #[test]
+    fn last_quoted_header_does_not_swallow_an_extra_field() {
+        let line = br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 1 "-" "Mozilla" "jt_uid=u-1""#;
+        assert_eq!(parser("combined").parse(line).unwrap_err(), RejectReason::TrailingText);
     }
 
     #[test]

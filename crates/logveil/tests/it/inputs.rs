@@ -147,3 +147,18 @@ fn timezone_moves_daily_partitions() {
             .len()
     );
 }
+
+#[test]
+fn format_override_accepts_a_logformat_string_and_a_wrong_preset_is_counted_not_crashed() {
+    let spelled_out = r#"%h %l %u %t "%r" %>s %b "%{Referer}i" "%{User-Agent}i" "%{Cookie}i""#;
+    let run = run_daily(&["--format", spelled_out]);
+    assert_eq!(
+        report_rows(&run.out_dir, "referrers_daily"),
+        crate::util::sorted(truth()["reports"]["referrers_daily"].as_array().unwrap())
+    );
+    // `combined` lacks the cookie field: the cookie column is extra text on every line.
+    let run = run_daily(&["--format", "combined"]);
+    let s = &run.summary;
+    assert_eq!(s["lines_parsed"], 0, "{s}");
+    assert_eq!(s["lines_rejected"]["trailing_text"].as_u64().unwrap() + 12, s["lines_read"].as_u64().unwrap(), "{s}");
+}
