@@ -47,10 +47,10 @@ fn bench_parse(c: &mut Criterion) {
         b.iter(|| {
             let mut views = 0u64;
             for line in logveil_ingest::lines(&data) {
-                if let Ok(record) = parser.parse(line) {
-                    if let Some(event) = pseudonymizer.event(&record) {
-                        views += u64::from(event.is_view(false));
-                    }
+                if let Ok(record) = parser.parse(line)
+                    && let Some(event) = pseudonymizer.event(&record)
+                {
+                    views += u64::from(event.is_view(false));
                 }
             }
             views
