@@ -5,7 +5,7 @@
 /// Rules: pairs are separated by `;` with optional spaces; names match exactly (cookie
 /// names are case-sensitive); when a name repeats, the **first** occurrence wins (browsers
 /// send the most specific path first); surrounding double quotes are removed
-/// (`a="b"` → `b`); a pair without `=` is a cookie with no value and never matches.
+/// (`a="b"` → `b`, and Apache's escaped form `a=\"b\"` → `b`); a pair without `=` is a cookie with no value and never matches.
 /// Returns `None` when the cookie is absent or empty.
 pub fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
@@ -15,7 +15,10 @@ pub fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
             return None;
         }
         let mut value = trim(&pair[eq + 1..]);
-        if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
+        if value.len() >= 4 && value.starts_with(b"\\\"") && value.ends_with(b"\\\"") {
+            // Apache logs a quoted cookie value with escaped quotes: `a=\"b\"`.
+            value = &value[2..value.len() - 2];
+        } else if value.len() >= 2 && value[0] == b'"' && value[value.len() - 1] == b'"' {
             value = &value[1..value.len() - 1];
         }
         (!value.is_empty()).then_some(value)
@@ -48,6 +51,10 @@ mod tests {
             Some(&b"abc"[..])
         );
         assert_eq!(find_cookie(b"jt_uid=\"q v\"", b"jt_uid"), Some(&b"q v"[..]));
+        assert_eq!(
+            find_cookie(br#"jt_uid=\"q v\""#, b"jt_uid"),
+            Some(&b"q v"[..])
+        );
     }
 
     #[test]

@@ -28,15 +28,18 @@ pub enum RejectReason {
     BlankLine,
     /// Longer than `max_line_bytes`.
     TooLong,
+    /// Raw control bytes (NUL, …): servers escape these, so the file is corrupt or binary.
+    Binary,
     /// The line ended before the format's last field.
-    MissingField,
+    Truncated,
     /// Text between fields does not match the format (e.g. a missing quote or bracket).
     UnexpectedText,
-    /// Bytes left after the format's last field.
-    TrailingText,
+    /// Bytes left after the format's last field: more fields than the format has.
+    FieldCount,
     /// Empty client address.
     BadClient,
-    BadTimestamp,
+    /// Not a valid timestamp, an impossible date, or an offset outside -1200..+1400.
+    BadTime,
     /// A quoted request with no closing quote.
     BadRequest,
     /// Another quoted field (referer, user agent…) with no closing quote.
@@ -48,14 +51,15 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         Self::BlankLine,
         Self::TooLong,
-        Self::MissingField,
+        Self::Binary,
+        Self::Truncated,
         Self::UnexpectedText,
-        Self::TrailingText,
+        Self::FieldCount,
         Self::BadClient,
-        Self::BadTimestamp,
+        Self::BadTime,
         Self::BadRequest,
         Self::UnterminatedQuote,
         Self::BadStatus,
@@ -68,11 +72,12 @@ impl RejectReason {
         match self {
             Self::BlankLine => "blank_line",
             Self::TooLong => "too_long",
-            Self::MissingField => "missing_field",
+            Self::Binary => "binary",
+            Self::Truncated => "truncated",
             Self::UnexpectedText => "unexpected_text",
-            Self::TrailingText => "trailing_text",
+            Self::FieldCount => "field_count",
             Self::BadClient => "bad_client",
-            Self::BadTimestamp => "bad_timestamp",
+            Self::BadTime => "bad_time",
             Self::BadRequest => "bad_request",
             Self::UnterminatedQuote => "unterminated_quote",
             Self::BadStatus => "bad_status",

@@ -7,7 +7,7 @@ use nom::{
     IResult, Parser,
     branch::alt,
     bytes::complete::{tag, take_till1, take_while1},
-    character::complete::{anychar, char},
+    character::complete::{anychar, char, none_of},
     combinator::{map, opt},
     multi::many0,
     sequence::delimited,
@@ -119,10 +119,22 @@ impl LogFormat {
         let mut tokens: Vec<Token> = Vec::new();
         for piece in pieces {
             match piece {
-                Piece::Literal(text) => match tokens.last_mut() {
-                    Some(Token::Literal(prev)) => prev.extend_from_slice(text.as_bytes()),
-                    _ => tokens.push(Token::Literal(text.as_bytes().to_vec())),
-                },
+                Piece::Literal(text) => push_literal(&mut tokens, text.as_bytes()),
+                Piece::Escape(c) => {
+                    let mut buf = [0u8; 4];
+                    let bytes: &[u8] = match c {
+                        Some('n') => b"\n",
+                        Some('r') => b"\r",
+                        Some('t') => b"\t",
+                        Some('\\') | None => b"\\",
+                        Some('"') => b"\"",
+                        Some(other) => {
+                            push_literal(&mut tokens, b"\\");
+                            other.encode_utf8(&mut buf).as_bytes()
+                        }
+                    };
+                    push_literal(&mut tokens, bytes);
+                }
                 Piece::Directive { arg, name } => {
                     let field = directive_field(arg, name).ok_or_else(|| {
                         FormatError::UnknownDirective {
@@ -177,22 +189,25 @@ impl LogFormat {
     }
 }
 
+fn push_literal(tokens: &mut Vec<Token>, bytes: &[u8]) {
+    match tokens.last_mut() {
+        Some(Token::Literal(prev)) => prev.extend_from_slice(bytes),
+        _ => tokens.push(Token::Literal(bytes.to_vec())),
+    }
+}
+
 enum Piece<'a> {
     Literal(&'a str),
+    Escape(Option<char>),
     Directive { arg: Option<&'a str>, name: char },
 }
 
 fn apache_pieces(input: &str) -> IResult<&str, Vec<Piece<'_>>> {
     let literal = map(take_till1(|c| c == '%' || c == '\\'), Piece::Literal);
-    // LogFormat strings in httpd.conf are C-escaped: `\"`, `\t`, `\n`, `\\`.
-    let escape = map((char('\\'), anychar), |(_, c)| {
-        Piece::Literal(match c {
-            't' => "\t",
-            'n' => "\n",
-            '"' => "\"",
-            _ => "\\",
-        })
-    });
+    // LogFormat strings in httpd.conf are C-escaped. Like Apache's parse_log_misc_string:
+    // `\n`, `\r`, `\t` are control characters, `\\` and `\"` the character itself, any other
+    // `\c` stays as written, and a backslash before `%` leaves the directive intact.
+    let escape = map((char('\\'), opt(none_of("%"))), |(_, c)| Piece::Escape(c));
     let percent = map(tag("%%"), |_| Piece::Literal("%"));
     let directive = map(
         (

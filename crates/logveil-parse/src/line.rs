@@ -57,66 +57,98 @@ impl LineParser {
         if line.iter().all(|b| matches!(b, b' ' | b'\t')) {
             return Err(RejectReason::BlankLine);
         }
+        // Servers escape control characters; raw ones mean a corrupt or binary file.
+        if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(RejectReason::Binary);
+        }
         let mut record = LogRecord::default();
         let mut budget = MAX_QUOTE_CANDIDATES;
         self.parse_from(0, line, 0, &mut record, &mut budget)?;
         if record.time.is_none() {
-            return Err(RejectReason::BadTimestamp);
+            return Err(RejectReason::BadTime);
         }
         Ok(record)
     }
 
+    /// Walks the tokens from `index` at byte `pos`. Iterative, except at a quoted request:
+    /// there each plausible closing quote is tried in turn (recursing once), restoring the
+    /// record between attempts so no value from a failed attempt survives.
     fn parse_from<'a>(
         &self,
-        index: usize,
+        mut index: usize,
         line: &'a [u8],
-        pos: usize,
+        mut pos: usize,
         record: &mut LogRecord<'a>,
         budget: &mut u32,
     ) -> Result<(), RejectReason> {
         let tokens = &self.format.tokens;
-        let Some(token) = tokens.get(index) else {
-            // Servers and editors leave trailing blanks; anything else is a format mismatch.
-            return if line[pos..].iter().all(|b| matches!(b, b' ' | b'\t')) {
-                Ok(())
-            } else {
-                Err(RejectReason::TrailingText)
-            };
-        };
-        let field = match token {
-            Token::Literal(lit) => {
-                return if line[pos..].starts_with(lit) {
-                    self.parse_from(index + 1, line, pos + lit.len(), record, budget)
-                } else if line.len() <= pos {
-                    Err(RejectReason::MissingField)
+        loop {
+            let Some(token) = tokens.get(index) else {
+                // Servers and editors leave trailing blanks; anything else is an extra field.
+                return if line[pos..].iter().all(|b| matches!(b, b' ' | b'\t')) {
+                    Ok(())
                 } else {
-                    Err(RejectReason::UnexpectedText)
+                    Err(RejectReason::FieldCount)
                 };
-            }
-            Token::Field(field) => field,
-        };
-        let next_literal = match tokens.get(index + 1) {
-            Some(Token::Literal(lit)) => Some(lit.as_slice()),
-            _ => None,
-        };
-        let quoted = index > 0
-            && matches!(&tokens[index - 1], Token::Literal(l) if l.ends_with(b"\""))
-            && next_literal.is_some_and(|l| l.starts_with(b"\""));
+            };
+            let field = match token {
+                Token::Literal(lit) => {
+                    if line[pos..].starts_with(lit) {
+                        pos += lit.len();
+                        index += 1;
+                        continue;
+                    }
+                    return Err(if line.len() <= pos {
+                        RejectReason::Truncated
+                    } else {
+                        RejectReason::UnexpectedText
+                    });
+                }
+                Token::Field(field) => field,
+            };
+            let next_literal = match tokens.get(index + 1) {
+                Some(Token::Literal(lit)) => Some(lit.as_slice()),
+                _ => None,
+            };
+            let quoted = index > 0
+                && matches!(&tokens[index - 1], Token::Literal(l) if l.ends_with(b"\""))
+                && next_literal.is_some_and(|l| l.starts_with(b"\""));
 
-        if quoted {
-            let next_literal = next_literal.unwrap_or_default();
-            let mut first_error = None;
-            let mut from = pos;
-            while let Some(close) = find_closing_quote(line, from) {
-                if line[close..].starts_with(next_literal) || close + 1 == line.len() {
+            if quoted {
+                let next_literal = next_literal.unwrap_or_default();
+                let fits = |close: usize| {
+                    line[close..].starts_with(next_literal) || close + 1 == line.len()
+                };
+                if *field != Field::Request {
+                    // Apache and nginx escape quotes inside headers: the first fitting quote ends the field.
+                    let mut from = pos;
+                    let close = loop {
+                        match find_closing_quote(line, from) {
+                            Some(close) if fits(close) => break close,
+                            Some(close) => from = close + 1,
+                            None => return Err(RejectReason::UnterminatedQuote),
+                        }
+                    };
                     apply_field(self, field, &line[pos..close], record)?;
-                    match self.parse_from(index + 1, line, close, record, budget) {
+                    pos = close;
+                    index += 1;
+                    continue;
+                }
+                // Only the request may hold an unescaped quote (old servers such as NASA's wrote them).
+                let mut first_error = None;
+                let mut from = pos;
+                let saved = record.clone();
+                while let Some(close) = find_closing_quote(line, from) {
+                    from = close + 1;
+                    if !fits(close) {
+                        continue;
+                    }
+                    let attempt = apply_field(self, field, &line[pos..close], record)
+                        .and_then(|()| self.parse_from(index + 1, line, close, record, budget));
+                    match attempt {
                         Ok(()) => return Ok(()),
-                        // Only the request may hold an unescaped quote (old servers such as
-                        // NASA's wrote them); Apache and nginx escape quotes in headers, so
-                        // a later quote there would mean swallowing the next field.
-                        Err(e) if *field != Field::Request => return Err(e),
                         Err(e) => {
+                            *record = saved.clone();
                             first_error.get_or_insert(e);
                             *budget = budget.saturating_sub(1);
                             if *budget == 0 {
@@ -125,55 +157,51 @@ impl LineParser {
                         }
                     }
                 }
-                from = close + 1;
+                return Err(first_error.unwrap_or(RejectReason::BadRequest));
             }
-            return Err(first_error.unwrap_or(match field {
-                Field::Request => RejectReason::BadRequest,
-                _ => RejectReason::UnterminatedQuote,
-            }));
-        }
 
-        if *field == Field::Time {
-            return match line.get(pos) {
-                None => Err(RejectReason::MissingField),
-                Some(b'[') => {
-                    let close =
-                        memchr::memchr(b']', &line[pos..]).ok_or(RejectReason::BadTimestamp)? + pos;
-                    record.time = Some(
-                        parse_clf_time(&line[pos + 1..close]).ok_or(RejectReason::BadTimestamp)?,
-                    );
-                    self.parse_from(index + 1, line, close + 1, record, budget)
+            if *field == Field::Time {
+                match line.get(pos) {
+                    None => return Err(RejectReason::Truncated),
+                    Some(b'[') => {
+                        let close =
+                            memchr::memchr(b']', &line[pos..]).ok_or(RejectReason::BadTime)? + pos;
+                        record.time = Some(
+                            parse_clf_time(&line[pos + 1..close]).ok_or(RejectReason::BadTime)?,
+                        );
+                        pos = close + 1;
+                        index += 1;
+                        continue;
+                    }
+                    Some(_) => return Err(RejectReason::BadTime),
                 }
-                Some(_) => Err(RejectReason::BadTimestamp),
-            };
-        }
+            }
 
-        let end = if *field == Field::UrlPath
-            && matches!(tokens.get(index + 1), Some(Token::Field(Field::Query)))
-        {
-            // `%U%q`: the path ends where the query's `?` starts, or where the query's own terminator is.
-            let stop = match tokens.get(index + 2) {
-                Some(Token::Literal(lit)) => {
-                    memmem::find(&line[pos..], lit).map_or(line.len(), |i| pos + i)
+            let end = if *field == Field::UrlPath
+                && matches!(tokens.get(index + 1), Some(Token::Field(Field::Query)))
+            {
+                // `%U%q`: the path ends where the query's `?` starts, or where the query's own terminator is.
+                let stop = match tokens.get(index + 2) {
+                    Some(Token::Literal(lit)) => {
+                        memmem::find(&line[pos..], lit).map_or(line.len(), |i| pos + i)
+                    }
+                    _ => line.len(),
+                };
+                memchr::memchr(b'?', &line[pos..stop]).map_or(stop, |i| pos + i)
+            } else {
+                match next_literal {
+                    Some(lit) => match memmem::find(&line[pos..], lit) {
+                        Some(i) => pos + i,
+                        None if *field == Field::Query => line.len(),
+                        None => return Err(RejectReason::Truncated),
+                    },
+                    None => line.len(),
                 }
-                _ => line.len(),
             };
-            memchr::memchr(b'?', &line[pos..stop]).map_or(stop, |i| pos + i)
-        } else if *field == Field::Query {
-            match next_literal {
-                Some(lit) => memmem::find(&line[pos..], lit).map_or(line.len(), |i| pos + i),
-                None => line.len(),
-            }
-        } else {
-            match next_literal {
-                Some(lit) => {
-                    memmem::find(&line[pos..], lit).ok_or(RejectReason::MissingField)? + pos
-                }
-                None => line.len(),
-            }
-        };
-        apply_field(self, field, &line[pos..end], record)?;
-        self.parse_from(index + 1, line, end, record, budget)
+            apply_field(self, field, &line[pos..end], record)?;
+            pos = end;
+            index += 1;
+        }
     }
 }
 
@@ -203,11 +231,15 @@ fn is_dash(value: &[u8]) -> bool {
 }
 
 fn parse_u64(value: &[u8]) -> Option<u64> {
-    if value.is_empty() || value.len() > 19 {
+    if value.is_empty() || value.len() > 20 {
         return None;
     }
     value.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit().then(|| acc * 10 + u64::from(b - b'0'))
+        if b.is_ascii_digit() {
+            acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+        } else {
+            None
+        }
     })
 }
 
@@ -231,7 +263,7 @@ fn apply_field<'a>(
                 .strip_prefix(b"[")
                 .and_then(|v| v.strip_suffix(b"]"))
                 .unwrap_or(value);
-            record.time = Some(parse_clf_time(inner).ok_or(RejectReason::BadTimestamp)?);
+            record.time = Some(parse_clf_time(inner).ok_or(RejectReason::BadTime)?);
         }
         Field::RemoteUser => {
             record.remote_user = (!is_dash(value)).then(|| RawIdentifier::new(value));
@@ -388,14 +420,14 @@ mod tests {
         let cases: &[(&[u8], RejectReason)] = &[
             (b"", RejectReason::BlankLine),
             (b"   \r\n", RejectReason::BlankLine),
-            (b"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900]", RejectReason::MissingField),
-            (br#"192.0.2.1 - - [32/Nov/2026:25:61:00 +0900] "GET / HTTP/1.1" 200 1 "-" "-" "-""#, RejectReason::BadTimestamp),
+            (b"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900]", RejectReason::Truncated),
+            (br#"192.0.2.1 - - [32/Nov/2026:25:61:00 +0900] "GET / HTTP/1.1" 200 1 "-" "-" "-""#, RejectReason::BadTime),
             (br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" abc 1 "-" "-" "-""#, RejectReason::BadStatus),
             (br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1"#, RejectReason::BadRequest),
             (br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 x1 "-" "-" "-""#, RejectReason::BadBytes),
             (br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 1 "-" "Mozilla"#, RejectReason::UnterminatedQuote),
-            (br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 1 "-" "-" "-" extra"#, RejectReason::TrailingText),
-            (b"hello world", RejectReason::MissingField),
+            (br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 1 "-" "-" "-" extra"#, RejectReason::FieldCount),
+            (b"hello world", RejectReason::Truncated),
             (b"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] GET / 200 1", RejectReason::UnexpectedText),
         ];
         for (line, reason) in cases {
@@ -413,7 +445,10 @@ mod tests {
     #[test]
     fn last_quoted_header_does_not_swallow_an_extra_field() {
         let line = br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 1 "-" "Mozilla" "jt_uid=u-1""#;
-        assert_eq!(parser("combined").parse(line).unwrap_err(), RejectReason::TrailingText);
+        assert_eq!(
+            parser("combined").parse(line).unwrap_err(),
+            RejectReason::FieldCount
+        );
     }
 
     #[test]

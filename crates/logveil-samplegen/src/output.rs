@@ -16,8 +16,8 @@ use crate::truth::{self, Truth};
 
 /// Rejection reasons of the malformed lines; each file gets one of each.
 pub const REJECT_KINDS: [&str; 6] = [
-    "missing_field",
-    "bad_timestamp",
+    "truncated",
+    "bad_time",
     "bad_status",
     "bad_request",
     "blank_line",
@@ -41,8 +41,8 @@ fn malformed(kind: &str, rng: &mut Rng, t: i64) -> String {
     let ts = time::apache_jst(t);
     let ua = BROWSERS[0].0;
     match kind {
-        "missing_field" => format!("{ip} - - [{ts}]"),
-        "bad_timestamp" => format!(
+        "truncated" => format!("{ip} - - [{ts}]"),
+        "bad_time" => format!(
             "{ip} - - [32/Nov/2026:25:61:00 +0900] \"GET / HTTP/1.1\" 200 5120 \"-\" \"{ua}\" \"-\""
         ),
         "bad_status" => {
@@ -133,7 +133,7 @@ Nothing here is real. All client addresses are documentation ranges (192.0.2.0/2
 \n\
 | File | What it is |\n\
 |---|---|\n\
-| `access-2026-11-01.log`, `access-2026-11-02.log` | Apache `%h %l %u %t \"%r\" %>s %b \"%{{Referer}}i\" \"%{{User-Agent}}i\" \"%{{Cookie}}i\"` ({} and {} lines). Timestamps are written in +0900 but each file holds exactly one **UTC** day, so local dates run 09:00 to 08:59 the next day. The visitor cookie is `jt_uid`. About 8% robot lines, ~15% without a Cookie header, ~5% with query strings (some carrying e-mail addresses or phone numbers, as real logs do). Each file holds 6 malformed lines: one each of `missing_field`, `bad_timestamp`, `bad_status`, `bad_request`, `blank_line`, `too_long` (>70,000 bytes). |\n\
+| `access-2026-11-01.log`, `access-2026-11-02.log` | Apache `%h %l %u %t \"%r\" %>s %b \"%{{Referer}}i\" \"%{{User-Agent}}i\" \"%{{Cookie}}i\"` ({} and {} lines). Timestamps are written in +0900 but each file holds exactly one **UTC** day, so local dates run 09:00 to 08:59 the next day. The visitor cookie is `jt_uid`. About 8% robot lines, ~15% without a Cookie header, ~5% with query strings (some carrying e-mail addresses or phone numbers, as real logs do). Each file holds 6 malformed lines: one each of `truncated`, `bad_time`, `bad_status`, `bad_request`, `blank_line`, `too_long` (>70,000 bytes). |\n\
 | `accounts.csv` | {} accounts, one row per (account, `jt_uid` cookie) link ({} rows); RFC 4180 quoting; `gender` is kept as entered (mixed case, sometimes empty); empty `birth_date` means unknown. |\n\
 | `accounts.db` | The same data as SQLite (tables `accounts`, `account_cookies`); empty CSV fields are NULL. |\n\
 | `demo.key` | A **demo-only** pseudonymisation key derived from the seed. It is public, so pseudonyms made with it protect nothing: never use it for real logs (`logveil keygen PATH`). |\n\

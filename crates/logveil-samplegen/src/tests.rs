@@ -98,19 +98,19 @@ fn parse(line: &str) -> Result<Line<'_>, &'static str> {
     }
     let parts: Vec<&str> = line.split('"').collect();
     let head = parts[0];
-    let ip = head.split(' ').next().ok_or("missing_field")?;
+    let ip = head.split(' ').next().ok_or("truncated")?;
     let ts = head
         .split_once('[')
         .and_then(|(_, r)| r.split_once(']'))
-        .ok_or("missing_field")?
+        .ok_or("truncated")?
         .0;
     match parts.len() {
-        1 => return Err("missing_field"),
+        1 => return Err("truncated"),
         2 => return Err("bad_request"),
         9 => {}
         _ => return Err("other"),
     }
-    let t = parse_time(ts).ok_or("bad_timestamp")?;
+    let t = parse_time(ts).ok_or("bad_time")?;
     let req: Vec<&str> = parts[1].split(' ').collect();
     let [method, target, _proto] = req[..] else {
         return Err("bad_request");

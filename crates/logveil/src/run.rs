@@ -90,7 +90,7 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk) -> Partial {
             }
         };
         let Some(event) = ctx.pseudonymizer.event(&record) else {
-            partial.lines.reject(RejectReason::BadTimestamp, 1);
+            partial.lines.reject(RejectReason::BadTime, 1);
             continue;
         };
         // From here on only `event` is used: it holds no raw identifier, and `record`
