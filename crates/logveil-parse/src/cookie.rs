@@ -8,8 +8,21 @@
 /// (`a="b"` → `b`, and Apache's escaped form `a=\"b\"` → `b`); a pair without `=` is a cookie with no value and never matches.
 /// Returns `None` when the cookie is absent or empty.
 pub fn find_cookie<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    find_cookie_with(header, name, false)
+}
+
+/// Like [`find_cookie`] for W3C extended logs, where IIS writes spaces as `+`
+/// (`lang=ja;+jt_uid=abc`).
+pub fn find_cookie_plus_spaces<'a>(header: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    find_cookie_with(header, name, true)
+}
+
+fn find_cookie_with<'a>(header: &'a [u8], name: &[u8], plus_is_space: bool) -> Option<&'a [u8]> {
     header.split(|&b| b == b';').find_map(|pair| {
-        let pair = trim(pair);
+        let mut pair = trim(pair);
+        while plus_is_space && pair.first() == Some(&b'+') {
+            pair = trim(&pair[1..]);
+        }
         let eq = memchr::memchr(b'=', pair)?;
         if trim(&pair[..eq]) != name {
             return None;

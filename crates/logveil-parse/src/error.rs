@@ -48,10 +48,12 @@ pub enum RejectReason {
     BadBytes,
     /// A numeric field (`%D`, `%T`) that is not a number.
     BadNumber,
+    /// A W3C data line before any `#Fields:` directive: its layout is unknown.
+    NoFields,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 13] = [
+    pub const ALL: [RejectReason; 14] = [
         Self::BlankLine,
         Self::TooLong,
         Self::Binary,
@@ -65,6 +67,7 @@ impl RejectReason {
         Self::BadStatus,
         Self::BadBytes,
         Self::BadNumber,
+        Self::NoFields,
     ];
 
     /// The stable `snake_case` name used in summaries and metrics.
@@ -83,6 +86,7 @@ impl RejectReason {
             Self::BadStatus => "bad_status",
             Self::BadBytes => "bad_bytes",
             Self::BadNumber => "bad_number",
+            Self::NoFields => "no_fields",
         }
     }
 }

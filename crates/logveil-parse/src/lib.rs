@@ -29,12 +29,16 @@
 mod cookie;
 mod error;
 mod format;
+pub mod json;
 mod line;
+mod parser;
 mod record;
 pub mod time;
+pub mod w3c;
 
-pub use cookie::find_cookie;
+pub use cookie::{find_cookie, find_cookie_plus_spaces};
 pub use error::{FormatError, RejectReason};
-pub use format::{Field, LogFormat, PRESETS, Token};
+pub use format::{Field, LogFormat, OTHER_PRESETS, PRESETS, Token};
 pub use line::{DEFAULT_MAX_LINE_BYTES, LineParser};
+pub use parser::{Parsed, Parser, ParserState};
 pub use record::{LogRecord, RawIdentifier, Request, Timestamp};

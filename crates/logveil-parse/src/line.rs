@@ -6,7 +6,7 @@ use crate::cookie::find_cookie;
 use crate::error::RejectReason;
 use crate::format::{Field, LogFormat, Token};
 use crate::record::{LogRecord, RawIdentifier, Request};
-use crate::time::parse_clf_time;
+use crate::time::{self, parse_clf_time};
 
 /// Default limit on one line: longer lines are rejected as `too_long` and reading goes on.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
@@ -50,17 +50,7 @@ impl LineParser {
 
     /// Parses one line (with or without its `\n` / `\r\n`).
     pub fn parse<'a>(&self, line: &'a [u8]) -> Result<LogRecord<'a>, RejectReason> {
-        let line = strip_eol(line);
-        if line.len() > self.max_line_bytes {
-            return Err(RejectReason::TooLong);
-        }
-        if line.iter().all(|b| matches!(b, b' ' | b'\t')) {
-            return Err(RejectReason::BlankLine);
-        }
-        // Servers escape control characters; raw ones mean a corrupt or binary file.
-        if line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-            return Err(RejectReason::Binary);
-        }
+        let line = crate::parser::precheck(line, self.max_line_bytes)?;
         let mut record = LogRecord::default();
         let mut budget = MAX_QUOTE_CANDIDATES;
         self.parse_from(0, line, 0, &mut record, &mut budget)?;
@@ -205,16 +195,6 @@ impl LineParser {
     }
 }
 
-fn strip_eol(mut line: &[u8]) -> &[u8] {
-    if let [rest @ .., b'\n'] = line {
-        line = rest;
-    }
-    if let [rest @ .., b'\r'] = line {
-        line = rest;
-    }
-    line
-}
-
 /// The next `"` at or after `from` that is not escaped by a backslash (Apache writes `\"` and `\\`).
 fn find_closing_quote(line: &[u8], mut from: usize) -> Option<usize> {
     loop {
@@ -243,18 +223,47 @@ fn parse_u64(value: &[u8]) -> Option<u64> {
     })
 }
 
+fn dash_to_none(value: &[u8]) -> Option<&[u8]> {
+    (!is_dash(value)).then_some(value)
+}
+
+/// `12`, `0.123` (nginx `$request_time`) → microseconds.
+fn parse_seconds_micros(value: &[u8]) -> Option<u64> {
+    let dot = memchr::memchr(b'.', value).unwrap_or(value.len());
+    let whole = parse_u64(&value[..dot])?;
+    let mut micros = whole.checked_mul(1_000_000)?;
+    if dot < value.len() {
+        let frac = &value[dot + 1..];
+        if frac.is_empty() || !frac.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        for (i, d) in frac.iter().take(6).enumerate() {
+            micros += u64::from(d - b'0') * 10u64.pow(5 - i as u32);
+        }
+    }
+    Some(micros)
+}
+
+/// Stores one field's value. Every arm writes its field (`None` for `-`), so no value
+/// can survive from an abandoned parse attempt.
 fn apply_field<'a>(
     parser: &LineParser,
     field: &Field,
     value: &'a [u8],
     record: &mut LogRecord<'a>,
 ) -> Result<(), RejectReason> {
+    let number = |reason| -> Result<Option<u64>, RejectReason> {
+        dash_to_none(value)
+            .map(|v| parse_u64(v).ok_or(reason))
+            .transpose()
+    };
+    let time = |parsed: Option<crate::Timestamp>| parsed.map(Some).ok_or(RejectReason::BadTime);
     match field {
         Field::Client => {
             if value.is_empty() {
                 return Err(RejectReason::BadClient);
             }
-            record.client = (!is_dash(value)).then(|| RawIdentifier::new(value));
+            record.client = dash_to_none(value).map(RawIdentifier::new);
         }
         Field::Ident | Field::Skip | Field::Protocol => {}
         Field::Time => {
@@ -263,67 +272,64 @@ fn apply_field<'a>(
                 .strip_prefix(b"[")
                 .and_then(|v| v.strip_suffix(b"]"))
                 .unwrap_or(value);
-            record.time = Some(parse_clf_time(inner).ok_or(RejectReason::BadTime)?);
+            record.time = time(parse_clf_time(inner))?;
         }
-        Field::RemoteUser => {
-            record.remote_user = (!is_dash(value)).then(|| RawIdentifier::new(value));
+        Field::TimeClf => record.time = time(parse_clf_time(value))?,
+        Field::TimeIso8601 => record.time = time(time::parse_iso8601(value))?,
+        Field::TimeEpochSeconds => record.time = time(time::parse_epoch_seconds(value))?,
+        Field::TimeEpochUnits(unit) => record.time = time(time::parse_epoch_units(value, *unit))?,
+        Field::TimePattern(pattern) => record.time = time(pattern.parse(value))?,
+        Field::RemoteUser => record.remote_user = dash_to_none(value).map(RawIdentifier::new),
+        Field::Request => record.request = dash_to_none(value).map(split_request),
+        Field::Method => record.method = dash_to_none(value),
+        Field::UrlPath => record.url_path = dash_to_none(value),
+        Field::Target => {
+            // `$request_uri` holds path and query: keep them as the request target.
+            record.url_path = dash_to_none(value);
+            record.query = None;
         }
-        Field::Request => record.request = (!is_dash(value)).then(|| split_request(value)),
-        Field::Method => record.method = Some(value),
-        Field::UrlPath => record.url_path = Some(value),
         Field::Query => record.query = (!value.is_empty()).then_some(value),
         Field::Status => {
-            if !is_dash(value) {
-                let status = parse_u64(value)
-                    .filter(|s| (100..=999).contains(s))
-                    .ok_or(RejectReason::BadStatus)?;
-                record.status = Some(status as u16);
-            }
+            record.status = number(RejectReason::BadStatus)?
+                .map(|s| {
+                    u16::try_from(s)
+                        .ok()
+                        .filter(|s| (100..=999).contains(s))
+                        .ok_or(RejectReason::BadStatus)
+                })
+                .transpose()?;
         }
-        Field::Bytes => {
-            if !is_dash(value) {
-                record.bytes = Some(parse_u64(value).ok_or(RejectReason::BadBytes)?);
-            }
-        }
-        Field::DurationMicros => {
-            if !is_dash(value) {
-                record.duration_micros = Some(parse_u64(value).ok_or(RejectReason::BadNumber)?);
-            }
-        }
+        Field::Bytes => record.bytes = number(RejectReason::BadBytes)?,
+        Field::DurationMicros => record.duration_micros = number(RejectReason::BadNumber)?,
         Field::DurationSeconds => {
-            if !is_dash(value) {
-                record.duration_micros = Some(
-                    parse_u64(value)
-                        .ok_or(RejectReason::BadNumber)?
-                        .saturating_mul(1_000_000),
-                );
-            }
+            record.duration_micros = dash_to_none(value)
+                .map(|v| parse_seconds_micros(v).ok_or(RejectReason::BadNumber))
+                .transpose()?;
         }
+        Field::ForwardedFor => record.forwarded_for = dash_to_none(value).map(RawIdentifier::new),
         Field::Header(name) => {
-            if !is_dash(value) {
-                match name.as_str() {
-                    "referer" => record.referer = Some(value),
-                    "user-agent" => record.user_agent = Some(value),
-                    "cookie" => {
-                        if let Some(wanted) = &parser.visitor_cookie
-                            && let Some(v) = find_cookie(value, wanted)
-                        {
-                            record.visitor_cookie = Some(RawIdentifier::new(v));
-                        }
-                    }
-                    _ => {}
+            let value = dash_to_none(value);
+            match name.as_str() {
+                "referer" => record.referer = value,
+                "user-agent" => record.user_agent = value,
+                "cookie" => {
+                    record.visitor_cookie = parser
+                        .visitor_cookie
+                        .as_deref()
+                        .and_then(|wanted| find_cookie(value?, wanted))
+                        .map(RawIdentifier::new);
                 }
+                _ => {}
             }
         }
         Field::Cookie(name) => {
-            if !is_dash(value)
-                && !value.is_empty()
-                && parser.visitor_cookie.as_deref() == Some(name.as_bytes())
-            {
-                record.visitor_cookie = Some(RawIdentifier::new(value));
+            if parser.visitor_cookie.as_deref() == Some(name.as_bytes()) {
+                record.visitor_cookie = dash_to_none(value)
+                    .filter(|v| !v.is_empty())
+                    .map(RawIdentifier::new);
             }
         }
-        Field::VirtualHost => record.vhost = (!is_dash(value)).then_some(value),
+        Field::VirtualHost => record.vhost = dash_to_none(value),
     }
     Ok(())
 }
@@ -448,6 +454,52 @@ mod tests {
         assert_eq!(
             parser("combined").parse(line).unwrap_err(),
             RejectReason::FieldCount
+        );
+    }
+
+    #[test]
+    fn nginx_lines_with_hex_escapes_iso_time_and_forwarded_for() {
+        let p = LineParser::new(
+            LogFormat::nginx(r#"$remote_addr - $remote_user [$time_iso8601] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for" $request_time $cookie_jt_uid"#).unwrap(),
+            Some("jt_uid"),
+        );
+        let line = br#"198.51.100.9 - - [2026-11-01T09:15:02+09:00] "GET /a?q=\x22x\x22 HTTP/2.0" 200 12 "-" "UA \x22quoted\x22" "203.0.113.5, 198.51.100.9" 0.125 u-77"#;
+        let r = p.parse(line).unwrap();
+        assert_eq!(r.time.unwrap().utc_micros, 1_793_492_102_000_000);
+        assert_eq!(r.request.unwrap().target, br"/a?q=\x22x\x22");
+        assert_eq!(r.user_agent, Some(&br"UA \x22quoted\x22"[..]));
+        assert_eq!(
+            r.forwarded_for.unwrap().expose_for_hashing(),
+            b"203.0.113.5, 198.51.100.9"
+        );
+        assert_eq!(r.duration_micros, Some(125_000));
+        assert_eq!(r.visitor_cookie.unwrap().expose_for_hashing(), b"u-77");
+        let preset = parser("nginx_combined");
+        let r = preset
+            .parse(br#"192.0.2.1 - - [01/Nov/2026:09:15:02 +0900] "GET / HTTP/1.1" 200 1 "-" "M""#)
+            .unwrap();
+        assert_eq!(r.status, Some(200));
+    }
+
+    #[test]
+    fn epoch_and_strftime_times_in_apache_formats() {
+        let p = LineParser::new(LogFormat::apache(r#"%h %{msec}t "%r" %>s"#).unwrap(), None);
+        let r = p
+            .parse(br#"192.0.2.1 1793492102250 "GET / HTTP/1.1" 200"#)
+            .unwrap();
+        assert_eq!(r.time.unwrap().utc_micros, 1_793_492_102_250_000);
+        let p = LineParser::new(
+            LogFormat::apache(r#"%h [%{%Y-%m-%d %H:%M:%S %z}t] "%r" %>s"#).unwrap(),
+            None,
+        );
+        let r = p
+            .parse(br#"192.0.2.1 [2026-11-01 09:15:02 +0900] "GET / HTTP/1.1" 200"#)
+            .unwrap();
+        assert_eq!(r.time.unwrap().utc_micros, 1_793_492_102_000_000);
+        assert_eq!(
+            p.parse(br#"192.0.2.1 [2026-11-01 09:15:02] "GET / HTTP/1.1" 200"#)
+                .unwrap_err(),
+            RejectReason::BadTime
         );
     }
 

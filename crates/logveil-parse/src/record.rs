@@ -76,6 +76,9 @@ pub struct LogRecord<'a> {
     /// The value of the visitor cookie (named by the parser's configuration), taken from the
     /// `Cookie` header (`%{Cookie}i`) or a `%{NAME}C` field. Other cookies are never kept.
     pub visitor_cookie: Option<RawIdentifier<'a>>,
+    /// `X-Forwarded-For` as logged (a comma-separated list); the privacy layer picks the
+    /// client from it only behind configured trusted proxies.
+    pub forwarded_for: Option<RawIdentifier<'a>>,
     /// `%v`/`%V`: server or virtual host name.
     pub vhost: Option<&'a [u8]>,
     /// `%D` (microseconds) or `%T` (seconds) converted to microseconds.

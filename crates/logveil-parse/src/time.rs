@@ -120,6 +120,313 @@ pub fn parse_clf_time(s: &[u8]) -> Option<Timestamp> {
     })
 }
 
+fn digits_n(b: &[u8]) -> Option<u32> {
+    if b.is_empty() {
+        return None;
+    }
+    b.iter().try_fold(0u32, |acc, &c| {
+        c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+    })
+}
+
+/// `.123456` (any number of digits, up to microseconds kept) → (microseconds, bytes used).
+fn fraction(s: &[u8]) -> (i64, usize) {
+    if s.first() != Some(&b'.') && s.first() != Some(&b',') {
+        return (0, 0);
+    }
+    let n = s[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+    let mut micros = 0i64;
+    for (i, &d) in s[1..=n].iter().enumerate().take(6) {
+        micros += i64::from(d - b'0') * 10i64.pow(5 - i as u32);
+    }
+    (micros, n + 1)
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the six civil-time fields plus fraction and offset"
+)]
+fn to_timestamp(
+    y: i32,
+    mo: u32,
+    d: u32,
+    h: u32,
+    mi: u32,
+    sec: u32,
+    micros: i64,
+    offset_seconds: i32,
+) -> Option<Timestamp> {
+    if !(1..=12).contains(&mo)
+        || d == 0
+        || d > days_in_month(y, mo)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
+        return None;
+    }
+    if !(-12 * 3600..=14 * 3600).contains(&offset_seconds) {
+        return None;
+    }
+    let local = i64::from(days_from_civil(y, mo, d)) * 86_400 + i64::from(h * 3600 + mi * 60 + sec);
+    Some(Timestamp {
+        utc_micros: (local - i64::from(offset_seconds)) * MICROS_PER_SECOND + micros,
+        offset_seconds,
+    })
+}
+
+/// `Z`, `+09:00`, `+0900`, `+09` → seconds east of UTC, and bytes used.
+fn iso_offset(s: &[u8]) -> Option<(i32, usize)> {
+    match s.first()? {
+        b'Z' | b'z' => Some((0, 1)),
+        sign @ (b'+' | b'-') => {
+            let sign = if *sign == b'+' { 1 } else { -1 };
+            let h = two_digits(s.get(1..3)?)? as i32;
+            let (m, used) = match s.get(3) {
+                Some(b':') => (two_digits(s.get(4..6)?)? as i32, 6),
+                Some(c) if c.is_ascii_digit() => (two_digits(s.get(3..5)?)? as i32, 5),
+                _ => (0, 3),
+            };
+            (m < 60).then_some((sign * (h * 3600 + m * 60), used))
+        }
+        _ => None,
+    }
+}
+
+/// ISO 8601 / RFC 3339: `2026-11-01T09:15:02+09:00`, with `T` or a space, optional
+/// fraction, offset `Z`, `±HH:MM`, `±HHMM` or `±HH`. Without an offset the time is UTC
+/// (W3C extended logs write UTC without a zone). Nothing may follow.
+pub fn parse_iso8601(s: &[u8]) -> Option<Timestamp> {
+    if s.len() < 19
+        || s[4] != b'-'
+        || s[7] != b'-'
+        || !matches!(s[10], b'T' | b't' | b' ')
+        || s[13] != b':'
+        || s[16] != b':'
+    {
+        return None;
+    }
+    let y = digits_n(&s[0..4])? as i32;
+    let (mo, d) = (two_digits(&s[5..7])?, two_digits(&s[8..10])?);
+    let (h, mi, sec) = (
+        two_digits(&s[11..13])?,
+        two_digits(&s[14..16])?,
+        two_digits(&s[17..19])?,
+    );
+    let (micros, used) = fraction(&s[19..]);
+    let rest = &s[19 + used..];
+    let offset = if rest.is_empty() {
+        0
+    } else {
+        let (offset, used) = iso_offset(rest)?;
+        if used != rest.len() {
+            return None;
+        }
+        offset
+    };
+    to_timestamp(y, mo, d, h, mi, sec, micros, offset)
+}
+
+/// W3C extended logs: separate `date` (`2026-11-01`) and `time` (`09:15:02`, optional fraction) fields, in UTC.
+pub fn parse_date_and_time(date: &[u8], time: &[u8]) -> Option<Timestamp> {
+    if date.len() != 10
+        || date[4] != b'-'
+        || date[7] != b'-'
+        || time.len() < 8
+        || time[2] != b':'
+        || time[5] != b':'
+    {
+        return None;
+    }
+    let (micros, used) = fraction(&time[8..]);
+    if 8 + used != time.len() {
+        return None;
+    }
+    to_timestamp(
+        digits_n(&date[0..4])? as i32,
+        two_digits(&date[5..7])?,
+        two_digits(&date[8..10])?,
+        two_digits(&time[0..2])?,
+        two_digits(&time[3..5])?,
+        two_digits(&time[6..8])?,
+        micros,
+        0,
+    )
+}
+
+/// Seconds since the Unix epoch with an optional fraction (`1762000000.123`, nginx `$msec`, Caddy `ts`).
+pub fn parse_epoch_seconds(s: &[u8]) -> Option<Timestamp> {
+    let int_len = s.iter().take_while(|b| b.is_ascii_digit()).count();
+    if int_len == 0 || int_len > 12 {
+        return None;
+    }
+    let (micros, used) = fraction(&s[int_len..]);
+    if int_len + used != s.len() {
+        return None;
+    }
+    let secs = i64::from(digits_n(&s[..int_len.min(9)])?)
+        * 10i64.pow((int_len.saturating_sub(9)) as u32)
+        + if int_len > 9 {
+            i64::from(digits_n(&s[9..int_len])?)
+        } else {
+            0
+        };
+    Some(Timestamp {
+        utc_micros: secs * MICROS_PER_SECOND + micros,
+        offset_seconds: 0,
+    })
+}
+
+/// An integer count of `unit_micros` since the epoch (Apache `%{msec}t` = 1000, `%{usec}t` = 1).
+pub fn parse_epoch_units(s: &[u8], unit_micros: i64) -> Option<Timestamp> {
+    if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = s
+        .iter()
+        .fold(0i64, |acc, &b| acc * 10 + i64::from(b - b'0'));
+    Some(Timestamp {
+        utc_micros: n.checked_mul(unit_micros)?,
+        offset_seconds: 0,
+    })
+}
+
+/// A compiled `strftime` pattern, as Apache's `%{FORMAT}t` writes times.
+///
+/// Supported conversions: `%d %e %m %b %h %Y %y %H %M %S %z %T %F %D %R %%`, plus
+/// `%f` (fraction, logveil extension) ; anything else is refused at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimePattern {
+    items: Vec<TimeItem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TimeItem {
+    Literal(u8),
+    Day,
+    Month,
+    MonthName,
+    Year4,
+    Year2,
+    Hour,
+    Minute,
+    Second,
+    Fraction,
+    Offset,
+}
+
+impl TimePattern {
+    /// Compiles a strftime pattern; `Err` names the unsupported conversion.
+    pub fn compile(pattern: &str) -> Result<Self, String> {
+        let mut items = Vec::new();
+        let mut chars = pattern.chars();
+        while let Some(c) = chars.next() {
+            if c != '%' {
+                let mut buf = [0u8; 4];
+                items.extend(c.encode_utf8(&mut buf).bytes().map(TimeItem::Literal));
+                continue;
+            }
+            let expand: &[TimeItem] = match chars.next() {
+                Some('d' | 'e') => &[TimeItem::Day],
+                Some('m') => &[TimeItem::Month],
+                Some('b' | 'h') => &[TimeItem::MonthName],
+                Some('Y') => &[TimeItem::Year4],
+                Some('y') => &[TimeItem::Year2],
+                Some('H') => &[TimeItem::Hour],
+                Some('M') => &[TimeItem::Minute],
+                Some('S') => &[TimeItem::Second],
+                Some('f') => &[TimeItem::Fraction],
+                Some('z') => &[TimeItem::Offset],
+                Some('T') => &[
+                    TimeItem::Hour,
+                    TimeItem::Literal(b':'),
+                    TimeItem::Minute,
+                    TimeItem::Literal(b':'),
+                    TimeItem::Second,
+                ],
+                Some('R') => &[TimeItem::Hour, TimeItem::Literal(b':'), TimeItem::Minute],
+                Some('F') => &[
+                    TimeItem::Year4,
+                    TimeItem::Literal(b'-'),
+                    TimeItem::Month,
+                    TimeItem::Literal(b'-'),
+                    TimeItem::Day,
+                ],
+                Some('D') => &[
+                    TimeItem::Month,
+                    TimeItem::Literal(b'/'),
+                    TimeItem::Day,
+                    TimeItem::Literal(b'/'),
+                    TimeItem::Year2,
+                ],
+                Some('%') => &[TimeItem::Literal(b'%')],
+                Some(other) => return Err(format!("%{other}")),
+                None => return Err("%".to_owned()),
+            };
+            items.extend_from_slice(expand);
+        }
+        if !items.contains(&TimeItem::Year4) && !items.contains(&TimeItem::Year2) {
+            return Err("a time pattern without a year (%Y or %y)".to_owned());
+        }
+        Ok(Self { items })
+    }
+
+    /// Parses a time written with this pattern. Without `%z` the time is taken as UTC.
+    pub fn parse(&self, s: &[u8]) -> Option<Timestamp> {
+        let (mut y, mut mo, mut d, mut h, mut mi, mut sec, mut micros, mut off) =
+            (1970i32, 1u32, 1u32, 0u32, 0u32, 0u32, 0i64, 0i32);
+        let mut pos = 0usize;
+        let num = |pos: &mut usize, max_len: usize, allow_space: bool| -> Option<u32> {
+            if allow_space && s.get(*pos) == Some(&b' ') {
+                *pos += 1;
+            }
+            let n = s[*pos..]
+                .iter()
+                .take(max_len)
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let v = digits_n(&s[*pos..*pos + n])?;
+            *pos += n;
+            Some(v)
+        };
+        for item in &self.items {
+            match item {
+                TimeItem::Literal(b) => {
+                    if s.get(pos) != Some(b) {
+                        return None;
+                    }
+                    pos += 1;
+                }
+                TimeItem::Day => d = num(&mut pos, 2, true)?,
+                TimeItem::Month => mo = num(&mut pos, 2, false)?,
+                TimeItem::MonthName => {
+                    mo = month_number(s.get(pos..pos + 3)?)?;
+                    pos += 3;
+                }
+                TimeItem::Year4 => y = num(&mut pos, 4, false)? as i32,
+                TimeItem::Year2 => y = 2000 + num(&mut pos, 2, false)? as i32,
+                TimeItem::Hour => h = num(&mut pos, 2, false)?,
+                TimeItem::Minute => mi = num(&mut pos, 2, false)?,
+                TimeItem::Second => sec = num(&mut pos, 2, false)?,
+                TimeItem::Fraction => {
+                    let (m, used) = fraction(&[&b"."[..], &s[pos..]].concat());
+                    micros = m;
+                    pos += used.saturating_sub(1);
+                }
+                TimeItem::Offset => {
+                    let (o, used) = iso_offset(&s[pos..])?;
+                    off = o;
+                    pos += used;
+                }
+            }
+        }
+        if pos != s.len() {
+            return None;
+        }
+        to_timestamp(y, mo, d, h, mi, sec, micros, off)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,6 +455,81 @@ mod tests {
             t.utc_micros,
             (i64::from(days_from_civil(1995, 7, 1)) * 86_400 + 4 * 3600 + 1) * MICROS_PER_SECOND
         );
+    }
+
+    #[test]
+    fn iso8601_variants() {
+        let base = (20_758 * 86_400 + 15 * 60 + 2) * MICROS_PER_SECOND; // 2026-11-01T00:15:02Z
+        assert_eq!(
+            parse_iso8601(b"2026-11-01T09:15:02+09:00")
+                .unwrap()
+                .utc_micros,
+            base
+        );
+        assert_eq!(
+            parse_iso8601(b"2026-11-01T09:15:02+0900")
+                .unwrap()
+                .utc_micros,
+            base
+        );
+        assert_eq!(
+            parse_iso8601(b"2026-11-01T00:15:02Z").unwrap().utc_micros,
+            base
+        );
+        assert_eq!(
+            parse_iso8601(b"2026-11-01 00:15:02").unwrap().utc_micros,
+            base
+        );
+        assert_eq!(
+            parse_iso8601(b"2026-11-01T00:15:02.250Z")
+                .unwrap()
+                .utc_micros,
+            base + 250_000
+        );
+        assert_eq!(
+            parse_iso8601(b"2026-11-01T00:15:02.1234567Z")
+                .unwrap()
+                .utc_micros,
+            base + 123_456
+        );
+        assert!(parse_iso8601(b"2026-11-01T00:15:02+15:00").is_none());
+        assert!(parse_iso8601(b"2026-13-01T00:15:02Z").is_none());
+        assert!(parse_iso8601(b"2026-11-01T00:15:02Zjunk").is_none());
+        assert_eq!(
+            parse_date_and_time(b"2026-11-01", b"00:15:02.5")
+                .unwrap()
+                .utc_micros,
+            base + 500_000
+        );
+    }
+
+    #[test]
+    fn epoch_and_strftime() {
+        let base = (20_758 * 86_400 + 15 * 60 + 2) * MICROS_PER_SECOND;
+        assert_eq!(
+            parse_epoch_seconds(b"1793492102.123").unwrap().utc_micros,
+            base + 123_000
+        );
+        assert_eq!(parse_epoch_seconds(b"1793492102").unwrap().utc_micros, base);
+        assert!(parse_epoch_seconds(b"-1").is_none() && parse_epoch_seconds(b"1.2.3").is_none());
+        assert_eq!(
+            parse_epoch_units(b"1793492102123", 1000)
+                .unwrap()
+                .utc_micros,
+            base + 123_000
+        );
+        let p = TimePattern::compile("%d/%b/%Y:%H:%M:%S %z").unwrap();
+        assert_eq!(
+            p.parse(b"01/Nov/2026:09:15:02 +0900").unwrap().utc_micros,
+            base
+        );
+        let p = TimePattern::compile("%F %T.%f").unwrap();
+        assert_eq!(
+            p.parse(b"2026-11-01 00:15:02.5").unwrap().utc_micros,
+            base + 500_000
+        );
+        assert!(TimePattern::compile("%H:%M").is_err());
+        assert_eq!(TimePattern::compile("%Y %Q").unwrap_err(), "%Q");
     }
 
     #[test]
