@@ -15,6 +15,7 @@ pub mod generalize;
 pub mod keys;
 pub mod policy;
 pub mod pseudonym;
+pub mod redact;
 pub mod sanitize;
 
 pub use event::{Event, Method};

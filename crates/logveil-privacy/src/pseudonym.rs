@@ -8,8 +8,9 @@
 //! | visitor cookie | `0x01 ‖ cookie value as logged` |
 //! | cookieless visitor | `0x02 ‖ u32be(len ip) ‖ ip as logged ‖ u32be(len ua) ‖ ua as logged ‖ i32be(UTC day number)` |
 //! | account id | `0x03 ‖ account_id` |
+//! | redacted identifier (dead-letter lines, [`crate::redact`]) | `0x04 ‖ identifier as logged` (visitor subkey) |
 //!
-//! The leading tag byte keeps the three domains apart; length prefixes make the
+//! The leading tag byte keeps the domains apart; length prefixes make the
 //! concatenation unambiguous. A pseudonym is the first 16 bytes of the keyed hash.
 
 use std::fmt;
@@ -27,6 +28,7 @@ pub const ACCOUNT_CONTEXT: &str = "logveil 2026-11-29 account pseudonym v1";
 const TAG_COOKIE: u8 = 0x01;
 const TAG_FALLBACK: u8 = 0x02;
 const TAG_ACCOUNT: u8 = 0x03;
+const TAG_REDACTION: u8 = 0x04;
 
 /// 128 bits of a keyed hash. Without the key it cannot be linked back to its input.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -104,6 +106,14 @@ impl Pseudonymizer {
         h.update(&[TAG_ACCOUNT]).update(account_id);
         finish(&h)
     }
+
+    /// The token that stands for an identifier (address, cookie value, …) in a redacted
+    /// line. Its own tag keeps it from ever equalling a visitor pseudonym.
+    pub fn redaction_token(&self, identifier: &[u8]) -> Pseudonym {
+        let mut h = blake3::Hasher::new_keyed(&self.visitor_key);
+        h.update(&[TAG_REDACTION]).update(identifier);
+        finish(&h)
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +144,7 @@ mod tests {
         assert_ne!(cookie, fallback);
         golden_check("cookie", &cookie);
         golden_check("fallback", &fallback);
+        golden_check("redaction", &hex(p.redaction_token(b"192.0.2.1")));
     }
 
     /// Compares with the committed value in `tests/golden/pseudonyms.txt`.
@@ -152,6 +163,7 @@ mod tests {
         let b = Pseudonymizer::new(test_ring('b').newest());
         assert_ne!(a.visitor_from_cookie(b"x"), b.visitor_from_cookie(b"x"));
         assert_ne!(a.visitor_from_cookie(b"x"), a.account(b"x"));
+        assert_ne!(a.visitor_from_cookie(b"x"), a.redaction_token(b"x"));
         assert_eq!(a.visitor_from_cookie(b"x"), a.visitor_from_cookie(b"x"));
         // Length prefixes: moving a byte between ip and ua changes the pseudonym.
         assert_ne!(

@@ -32,6 +32,10 @@ struct InputSection {
     visitor_cookie: Option<String>,
     #[serde(default)]
     max_line_bytes: Option<usize>,
+    #[serde(default)]
+    max_decompressed_bytes: Option<u64>,
+    #[serde(default)]
+    dead_letter: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +85,7 @@ pub struct Overrides {
     pub format: Option<String>,
     pub accounts: Option<String>,
     pub out: Option<PathBuf>,
+    pub dead_letter: Option<PathBuf>,
 }
 
 /// A loaded, validated pipeline with every path resolved.
@@ -93,6 +98,10 @@ pub struct Pipeline {
     pub format: LogFormat,
     pub visitor_cookie: Option<String>,
     pub max_line_bytes: usize,
+    /// Cap on the decompressed size of each compressed input.
+    pub max_decompressed_bytes: u64,
+    /// Where rejected lines go, redacted (JSON lines); none when unset.
+    pub dead_letter: Option<PathBuf>,
     pub key_file: PathBuf,
     pub policy: Policy,
     /// `csv:PATH` / `sqlite:PATH` and the directory PATH is relative to.
@@ -155,6 +164,15 @@ impl Pipeline {
             .unwrap_or(logveil_parse::DEFAULT_MAX_LINE_BYTES);
         if !(256..=64 * 1024 * 1024).contains(&max_line_bytes) {
             errors.push(format!("{shown}: input.max_line_bytes: {max_line_bytes} is out of range (allowed: 256 to 67108864)"));
+        }
+        let max_decompressed_bytes = file
+            .input
+            .max_decompressed_bytes
+            .unwrap_or(logveil_ingest::DEFAULT_MAX_DECOMPRESSED_BYTES);
+        if max_decompressed_bytes == 0 {
+            errors.push(format!(
+                "{shown}: input.max_decompressed_bytes: 0 is out of range (allowed: at least 1)"
+            ));
         }
 
         let policy = Policy::load(&clean(&base.join(&file.policy.file))).map_err(|e| {
@@ -305,6 +323,12 @@ impl Pipeline {
             format,
             visitor_cookie: file.input.visitor_cookie,
             max_line_bytes,
+            max_decompressed_bytes,
+            dead_letter: match (&overrides.dead_letter, &file.input.dead_letter) {
+                (Some(path), _) => Some(clean(path)),
+                (None, Some(path)) => Some(clean(&base.join(path))),
+                (None, None) => None,
+            },
             key_file: clean(&base.join(&file.keys.file)),
             policy,
             accounts,

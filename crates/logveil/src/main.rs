@@ -30,7 +30,7 @@ enum Command {
     Run {
         /// The pipeline file (TOML).
         pipeline: PathBuf,
-        /// Input file or glob, instead of `input.paths` (repeatable; relative to the current directory).
+        /// Input file or glob, instead of `input.paths` (repeatable; relative to the current directory; `-` is stdin).
         #[arg(long = "input", value_name = "PATH")]
         inputs: Vec<String>,
         /// Log format: a preset name (common, combined, `combined_cookie`, `vhost_combined`) or an Apache `LogFormat` string.
@@ -45,6 +45,9 @@ enum Command {
         /// Also write the run summary as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
+        /// Write rejected lines, redacted, as JSON lines to PATH instead of `input.dead_letter`.
+        #[arg(long, value_name = "PATH")]
+        dead_letter: Option<PathBuf>,
     },
     /// Load and validate a pipeline and its policy; exit 1 listing every problem.
     Check { pipeline: PathBuf },
@@ -84,12 +87,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             accounts,
             out,
             summary,
+            dead_letter,
         } => {
             let overrides = Overrides {
                 inputs,
                 format,
                 accounts,
                 out,
+                dead_letter,
             };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
                 Ok(p) => p,

@@ -4,12 +4,15 @@
 //! the report cells, never by the input size.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use logveil_accounts::{AccountSource, AccountStore, JoinOutcome, LoadStats};
 use logveil_ingest::{Chunk, ChunkReader, DEFAULT_CHUNK_BYTES};
 use logveil_parse::{LineParser, RejectReason};
+use logveil_privacy::redact::redact_line;
 use logveil_privacy::{KeyRing, Pseudonymizer};
 use logveil_report::disclose::apply_k_threshold;
 use logveil_report::write::{Provenance, write_partition};
@@ -56,6 +59,15 @@ struct RunContext<'a> {
 struct Partial {
     lines: LineCounts,
     states: Vec<ReportState>,
+    /// Rejected lines in stream order, kept only when there is a dead-letter file.
+    rejected: Vec<Rejected>,
+}
+
+/// One rejected line: where it starts, why, and its redacted text (`None` for `too_long`).
+struct Rejected {
+    offset: u64,
+    reason: RejectReason,
+    line: Option<String>,
 }
 
 impl Partial {
@@ -63,34 +75,103 @@ impl Partial {
         Self {
             lines: LineCounts::default(),
             states: pipeline.reports.iter().map(ReportState::new).collect(),
+            rejected: Vec::new(),
         }
     }
 
-    fn merge(mut self, other: Partial) -> Partial {
+    fn merge(mut self, mut other: Partial) -> Partial {
         self.lines.merge(&other.lines);
         for (mine, theirs) in self.states.iter_mut().zip(other.states) {
             mine.merge(theirs);
         }
+        self.rejected.append(&mut other.rejected);
         self
+    }
+
+    /// Counts a rejected line and, with a dead-letter file, keeps it redacted.
+    fn reject(&mut self, ctx: &RunContext<'_>, reason: RejectReason, offset: u64, line: &[u8]) {
+        self.lines.reject(reason, 1);
+        if ctx.pipeline.dead_letter.is_some() {
+            self.rejected.push(Rejected {
+                offset,
+                reason,
+                line: (reason != RejectReason::TooLong)
+                    .then(|| redact_line(line, &ctx.pseudonymizer)),
+            });
+        }
+    }
+}
+
+/// The dead-letter file: one JSON object per rejected line, in input order.
+struct DeadLetter {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+#[derive(Serialize)]
+struct DeadLetterEntry<'a> {
+    reason: &'static str,
+    file: &'a str,
+    offset: u64,
+    line: Option<&'a str>,
+}
+
+impl DeadLetter {
+    /// Creates or truncates the file, so a run never leaves an earlier run's lines behind.
+    fn create(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating dead-letter directory {}", dir.display()))?;
+        }
+        let file = File::create(path)
+            .with_context(|| format!("creating dead-letter file {}", path.display()))?;
+        Ok(Self {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    fn write(&mut self, file: &str, rejected: &[Rejected]) -> Result<()> {
+        for r in rejected {
+            let entry = DeadLetterEntry {
+                reason: r.reason.as_str(),
+                file,
+                offset: r.offset,
+                line: r.line.as_deref(),
+            };
+            serde_json::to_writer(&mut self.out, &entry)?;
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        let context = || format!("writing dead-letter file {}", self.path.display());
+        let file = self
+            .out
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)
+            .with_context(context)?;
+        file.sync_all().with_context(context)
     }
 }
 
 fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk) -> Partial {
     let pipeline = ctx.pipeline;
     let mut partial = Partial::new(pipeline);
-    partial
-        .lines
-        .reject(RejectReason::TooLong, chunk.too_long_lines);
-    for line in logveil_ingest::lines(&chunk.data) {
+    for &offset in &chunk.too_long {
+        partial.reject(ctx, RejectReason::TooLong, offset, &[]);
+    }
+    for (offset, line) in chunk.lines() {
         let record = match ctx.parser.parse(line) {
             Ok(record) => record,
             Err(reason) => {
-                partial.lines.reject(reason, 1);
+                partial.reject(ctx, reason, offset, line);
                 continue;
             }
         };
         let Some(event) = ctx.pseudonymizer.event(&record) else {
-            partial.lines.reject(RejectReason::BadTime, 1);
+            partial.reject(ctx, RejectReason::BadTime, offset, line);
             continue;
         };
         // From here on only `event` is used: it holds no raw identifier, and `record`
@@ -121,6 +202,8 @@ pub struct Summary {
     pub accounts: Option<AccountsSummary>,
     pub reports: BTreeMap<String, ReportSummary>,
     pub outputs: Vec<String>,
+    /// The dead-letter file, when the run wrote one.
+    pub dead_letter: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -199,18 +282,24 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
     };
 
     let files = logveil_ingest::expand_inputs(&pipeline.inputs, &pipeline.inputs_base)?;
+    let mut dead_letter = pipeline
+        .dead_letter
+        .as_deref()
+        .map(DeadLetter::create)
+        .transpose()?;
     let window = rayon::current_num_threads() * 2;
     let mut total = Partial::new(pipeline);
-    for file in &files {
-        let (reader, compression) = logveil_ingest::open(file)?;
-        tracing::info!(file = %file.display(), ?compression, "reading");
+    for input in &files {
+        let name = input.to_string();
+        let (reader, compression) = logveil_ingest::open(input, pipeline.max_decompressed_bytes)?;
+        tracing::info!(file = %name, ?compression, "reading");
         let mut chunks = ChunkReader::new(reader, DEFAULT_CHUNK_BYTES, pipeline.max_line_bytes);
         loop {
             let mut batch = Vec::with_capacity(window);
             while batch.len() < window {
                 match chunks
                     .next_chunk()
-                    .with_context(|| format!("reading {}", file.display()))?
+                    .with_context(|| format!("reading {name}"))?
                 {
                     Some(chunk) => batch.push(chunk),
                     None => break,
@@ -219,12 +308,21 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
             if batch.is_empty() {
                 break;
             }
-            let part = batch
+            // In chunk order, so the dead-letter file follows the input.
+            let parts: Vec<Partial> = batch
                 .par_iter()
                 .map(|chunk| process_chunk(&ctx, chunk))
-                .reduce(|| Partial::new(pipeline), Partial::merge);
-            total = total.merge(part);
+                .collect();
+            for mut part in parts {
+                if let Some(dead_letter) = &mut dead_letter {
+                    dead_letter.write(&name, &std::mem::take(&mut part.rejected))?;
+                }
+                total = total.merge(part);
+            }
         }
+    }
+    if let Some(dead_letter) = dead_letter {
+        dead_letter.finish()?;
     }
 
     let mut reports = BTreeMap::new();
@@ -267,7 +365,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         pipeline: pipeline.path.display().to_string(),
         key_id: key.id().to_string(),
         demo_key: ring.is_demo(),
-        inputs: files.iter().map(|f| f.display().to_string()).collect(),
+        inputs: files.iter().map(ToString::to_string).collect(),
         lines_read: total.lines.read,
         lines_parsed: total.lines.parsed,
         lines_rejected: RejectReason::ALL
@@ -278,6 +376,10 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         accounts: accounts_summary,
         reports,
         outputs,
+        dead_letter: pipeline
+            .dead_letter
+            .as_ref()
+            .map(|p| p.display().to_string()),
     })
 }
 
@@ -339,5 +441,8 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
         summary.outputs.len(),
         out_dir.display()
     );
+    if let Some(path) = &summary.dead_letter {
+        let _ = writeln!(s, "  rejected lines (redacted) in {path}");
+    }
     s
 }

@@ -2,10 +2,13 @@
 //! Parquet back. One test binary made of modules (see `util` for the shared helpers).
 
 mod check;
+mod dead_letter;
 mod inputs;
 mod keygen;
 mod privacy;
 mod readers;
 mod rerun;
+mod rotation;
+mod stdin;
 mod truth;
 mod util;

@@ -1,59 +1,9 @@
 //! No raw IP, cookie value or e-mail from the input reaches any output cell, file
 //! metadata, log line or the summary.
 
-use std::collections::BTreeSet;
-
-use crate::util::{files_under, key_value_metadata, read_batches, repo, run_daily};
-
-/// Every identifier in the sample inputs: client addresses, every cookie value, e-mails
-/// (from query strings and the accounts), account and cookie IDs from the accounts.
-fn raw_identifiers() -> BTreeSet<String> {
-    let mut ids = BTreeSet::new();
-    for name in ["access-2026-11-01.log", "access-2026-11-02.log"] {
-        let text =
-            String::from_utf8_lossy(&std::fs::read(repo().join("sample-logs").join(name)).unwrap())
-                .into_owned();
-        for line in text.lines() {
-            if let Some(ip) = line
-                .split(' ')
-                .next()
-                .filter(|ip| ip.contains('.') || ip.contains(':'))
-            {
-                ids.insert(ip.to_owned());
-            }
-            // The cookie header is the last quoted field.
-            if let Some(cookie) = line.rsplit('"').nth(1).filter(|c| c.contains('=')) {
-                for pair in cookie.split(';') {
-                    if let Some((_, v)) = pair.split_once('=')
-                        && v.trim().len() >= 6
-                    {
-                        ids.insert(v.trim().to_owned());
-                    }
-                }
-            }
-            if let Some(q) = line.find("email=") {
-                let email: String = line[q + 6..]
-                    .chars()
-                    .take_while(|c| !matches!(c, ' ' | '&' | '"'))
-                    .collect();
-                ids.insert(email.replace("%40", "@"));
-                ids.insert(email);
-            }
-        }
-    }
-    let accounts = std::fs::read_to_string(repo().join("sample-logs/accounts.csv")).unwrap();
-    for line in accounts.lines().skip(1) {
-        let cols: Vec<&str> = line.split(',').collect();
-        ids.extend(cols[..3].iter().map(|s| (*s).to_owned()));
-    }
-    ids.retain(|s| s.len() >= 6);
-    assert!(
-        ids.len() > 2000,
-        "expected many identifiers, found {}",
-        ids.len()
-    );
-    ids
-}
+use crate::util::{
+    files_under, key_value_metadata, raw_identifiers, read_batches, repo, run_daily,
+};
 
 #[test]
 fn no_raw_identifier_in_cells_metadata_logs_or_summary() {

@@ -1,6 +1,6 @@
 //! Helpers: locate the repo, run the binary, read Parquet files into comparable rows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -216,4 +216,113 @@ pub fn sorted(rows: &[serde_json::Value]) -> Vec<serde_json::Value> {
     let mut rows = rows.to_vec();
     rows.sort_by_key(std::string::ToString::to_string);
     rows
+}
+
+/// Every identifier in the sample inputs: client addresses, every cookie value, e-mails
+/// (from query strings and the accounts), account and cookie IDs from the accounts.
+pub fn raw_identifiers() -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    for name in ["access-2026-11-01.log", "access-2026-11-02.log"] {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(repo().join("sample-logs").join(name)).unwrap())
+                .into_owned();
+        for line in text.lines() {
+            if let Some(ip) = line
+                .split(' ')
+                .next()
+                .filter(|ip| ip.contains('.') || ip.contains(':'))
+            {
+                ids.insert(ip.to_owned());
+            }
+            // The cookie header is the last quoted field.
+            if let Some(cookie) = line.rsplit('"').nth(1).filter(|c| c.contains('=')) {
+                for pair in cookie.split(';') {
+                    if let Some((_, v)) = pair.split_once('=')
+                        && v.trim().len() >= 6
+                    {
+                        ids.insert(v.trim().to_owned());
+                    }
+                }
+            }
+            if let Some(q) = line.find("email=") {
+                let email: String = line[q + 6..]
+                    .chars()
+                    .take_while(|c| !matches!(c, ' ' | '&' | '"'))
+                    .collect();
+                ids.insert(email.replace("%40", "@"));
+                ids.insert(email);
+            }
+        }
+    }
+    let accounts = std::fs::read_to_string(repo().join("sample-logs/accounts.csv")).unwrap();
+    for line in accounts.lines().skip(1) {
+        let cols: Vec<&str> = line.split(',').collect();
+        ids.extend(cols[..3].iter().map(|s| (*s).to_owned()));
+    }
+    ids.retain(|s| s.len() >= 6);
+    assert!(
+        ids.len() > 2000,
+        "expected many identifiers, found {}",
+        ids.len()
+    );
+    ids
+}
+
+/// A copy of `pipelines/daily.toml`, edited, written beside it (so its relative paths
+/// resolve) and removed when dropped, also when the test fails.
+pub struct EditedPipeline(pub PathBuf);
+
+impl EditedPipeline {
+    pub fn new(tag: &str, edit: impl FnOnce(String) -> String) -> Self {
+        let original = std::fs::read_to_string(repo().join("pipelines/daily.toml")).unwrap();
+        let path = repo().join("pipelines").join(format!(
+            ".test-{tag}-{}-{:?}.toml",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&path, edit(original)).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for EditedPipeline {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs the binary in the repository with `args`, feeding `stdin` to it.
+pub fn run_with_stdin(args: &[&std::ffi::OsStr], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = bin()
+        .current_dir(repo())
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // Written from a thread: the child may stop reading (and exit) before the end.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let output = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    output
+}
+
+/// The bytes of a sample log.
+pub fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(repo().join("sample-logs").join(name)).unwrap()
+}
+
+/// The lines of a dead-letter file, parsed.
+pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
