@@ -3,8 +3,9 @@
 use logveil_parse::LogRecord;
 use logveil_parse::time::MICROS_PER_DAY;
 
+use crate::classify::{BrowserFamily, DeviceClass, classify};
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
-use crate::sanitize::{Page, ReferrerDomain, is_bot};
+use crate::sanitize::{Page, ReferrerDomain};
 
 /// The request method, reduced to what reports distinguish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +33,8 @@ impl Method {
 /// cookie value, user name or e-mail.** It is enforced by types, not by convention:
 /// [`Pseudonym`] is built only by keyed hashing, [`Page`] only by the sanitiser (path
 /// without query, e-mail-like segments redacted), [`ReferrerDomain`] only by host
-/// extraction; the user agent is reduced to a bot flag. Raw values exist only as
+/// extraction; the user agent is reduced to a bot flag, a [`DeviceClass`] and a
+/// [`BrowserFamily`] (closed enums). Raw values exist only as
 /// `logveil_parse::RawIdentifier`s, which borrow the input buffer and cannot be stored.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -46,7 +48,11 @@ pub struct Event {
     /// `None` when the line had no usable request target (`"-"`, junk).
     pub page: Option<Page>,
     pub referrer: ReferrerDomain,
+    /// The user agent is a bot or tool ([`crate::classify`]); exactly when `device` is
+    /// [`DeviceClass::Bot`].
     pub bot: bool,
+    pub device: DeviceClass,
+    pub browser: BrowserFamily,
 }
 
 impl Event {
@@ -87,6 +93,7 @@ impl Pseudonymizer {
         let target = record
             .target_path()
             .filter(|t| t.starts_with(b"/") || t.starts_with(b"http"));
+        let ua = classify(record.user_agent);
         Some(Event {
             utc_micros,
             visitor,
@@ -96,7 +103,9 @@ impl Pseudonymizer {
             bytes: record.bytes.unwrap_or(0),
             page: target.map(|t| Page::from_target(strip_absolute_form(t))),
             referrer: ReferrerDomain::from_referer(record.referer),
-            bot: is_bot(record.user_agent),
+            bot: ua.bot,
+            device: ua.device,
+            browser: ua.browser,
         })
     }
 }
@@ -175,6 +184,24 @@ mod tests {
         assert!(!ev("POST / HTTP/1.1", "200", "Mozilla").is_view(false));
         assert!(!ev("GET / HTTP/1.1", "200", "Googlebot").is_view(false));
         assert!(ev("GET / HTTP/1.1", "200", "Googlebot").is_view(true));
+        let bot = ev("GET / HTTP/1.1", "200", "Googlebot");
+        assert!(bot.bot && bot.device == DeviceClass::Bot && bot.browser == BrowserFamily::Bot);
+        let phone = ev(
+            "GET / HTTP/1.1",
+            "200",
+            "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Mobile Safari/537.36",
+        );
+        assert!(!phone.bot);
+        assert_eq!(
+            (phone.device, phone.browser),
+            (DeviceClass::Mobile, BrowserFamily::Chrome)
+        );
+        let missing = ev("GET / HTTP/1.1", "200", "-");
+        assert!(!missing.bot && missing.is_view(false));
+        assert_eq!(
+            (missing.device, missing.browser),
+            (DeviceClass::Other, BrowserFamily::Other)
+        );
         assert!(!ev("-", "400", "Mozilla").is_view(true));
         assert_eq!(
             ev("GET http://h.example/x?q HTTP/1.1", "200", "M")

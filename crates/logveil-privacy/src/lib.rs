@@ -7,9 +7,12 @@
 //! - [`Pseudonymizer::event`] converts a borrowed `LogRecord` into an [`Event`], the only
 //!   record type that travels further down the pipeline; it holds no raw identifier.
 //! - [`sanitize`] reduces free text to what reports may carry: [`Page`], [`ReferrerDomain`], a bot flag.
+//! - [`classify`] reduces the user agent to the bot flag, a [`DeviceClass`] and a [`BrowserFamily`]
+//!   (static, table-driven, no allocation).
 //! - [`generalize`] maps quasi-identifiers to coarse bands (age band, gender).
 //! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
 
+pub mod classify;
 mod event;
 pub mod generalize;
 pub mod keys;
@@ -18,6 +21,7 @@ pub mod pseudonym;
 pub mod redact;
 pub mod sanitize;
 
+pub use classify::{BrowserFamily, DeviceClass, UaClass, classify};
 pub use event::{Event, Method};
 pub use keys::{KeyError, KeyId, KeyRing, RootKey};
 pub use policy::{Audience, ConsentColumn, Dimension, Policy, PolicyError, Purpose};

@@ -36,15 +36,21 @@ pub enum Dimension {
     AgeBand,
     /// Gender of a joined account (needs an account join).
     Gender,
+    /// `desktop`, `mobile`, `tablet`, `bot`, `other` ([`crate::classify`]).
+    DeviceClass,
+    /// `chrome`, `edge`, `firefox`, … ([`crate::classify`]).
+    BrowserFamily,
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 5] = [
+    pub const ALL: [Dimension; 7] = [
         Self::Page,
         Self::ReferrerDomain,
         Self::StatusClass,
         Self::AgeBand,
         Self::Gender,
+        Self::DeviceClass,
+        Self::BrowserFamily,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -54,6 +60,8 @@ impl Dimension {
             Self::StatusClass => "status_class",
             Self::AgeBand => "age_band",
             Self::Gender => "gender",
+            Self::DeviceClass => "device_class",
+            Self::BrowserFamily => "browser_family",
         }
     }
 

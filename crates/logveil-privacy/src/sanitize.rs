@@ -1,4 +1,5 @@
-//! What may leave the parse step of the free-text fields: page, referrer domain, bot flag.
+//! What may leave the parse step of the free-text fields: page, referrer domain, bot flag
+//! (the user agent's classification is in [`crate::classify`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -118,39 +119,8 @@ impl fmt::Debug for ReferrerDomain {
     }
 }
 
-/// Substrings (lower-case) that mark a user agent as a bot or a tool.
-pub const BOT_MARKERS: &[&[u8]] = &[
-    b"bot",
-    b"crawler",
-    b"spider",
-    b"curl/",
-    b"wget/",
-    b"python-requests/",
-    b"python-urllib/",
-    b"go-http-client/",
-    b"libwww-perl/",
-    b"okhttp/",
-    b"java/",
-    b"scrapy/",
-    b"httpie/",
-    b"apache-httpclient/",
-];
-
-/// Whether a user agent is a bot: it contains (ignoring ASCII case) one of [`BOT_MARKERS`].
-/// A missing user agent is not a bot.
-pub fn is_bot(user_agent: Option<&[u8]>) -> bool {
-    let Some(ua) = user_agent else { return false };
-    // Lower-case into a stack buffer: no allocation for ordinary agents.
-    let mut buf = [0u8; 512];
-    let n = ua.len().min(buf.len());
-    for (dst, src) in buf[..n].iter_mut().zip(ua) {
-        *dst = src.to_ascii_lowercase();
-    }
-    let lowered = &buf[..n];
-    BOT_MARKERS
-        .iter()
-        .any(|m| memchr::memmem::find(lowered, m).is_some())
-}
+/// The bot definition now lives with the device and browser tables in [`crate::classify`].
+pub use crate::classify::{BOT_MARKERS, is_bot};
 
 #[cfg(test)]
 mod tests {

@@ -198,6 +198,8 @@ fn dimension_value(
             Arc::from(account.map_or(UNKNOWN, |a| generalize::age_band(a.birth_day, day)))
         }
         Dimension::Gender => Arc::from(account.map_or(UNKNOWN, |a| &*a.gender)),
+        Dimension::DeviceClass => event.device.shared(),
+        Dimension::BrowserFamily => event.browser.shared(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! Parquet back. One test binary made of modules (see `util` for the shared helpers).
 
 mod check;
+mod classify;
 mod dead_letter;
 mod inputs;
 mod keygen;
