@@ -195,29 +195,38 @@ impl JsonParser {
             alternatives: Default::default(),
             visitor_cookie: visitor_cookie.map(|c| c.as_bytes().to_vec()),
         };
-        let mut next_slot = 0usize;
-        let wanted: [(usize, Option<&str>); field::COUNT] = [
-            (field::CLIENT, Some(&fields.client)),
-            (field::TIME, Some(&fields.time)),
-            (field::METHOD, fields.method.as_deref()),
-            (field::URI, fields.uri.as_deref()),
-            (field::REQUEST, fields.request.as_deref()),
-            (field::STATUS, fields.status.as_deref()),
-            (field::BYTES, fields.bytes.as_deref()),
-            (field::REFERER, fields.referer.as_deref()),
-            (field::USER_AGENT, fields.user_agent.as_deref()),
+        let JsonFields {
+            client,
+            time,
+            method,
+            uri,
+            request,
+            status,
+            bytes,
+            referer,
+            user_agent,
+            cookie,
+            forwarded_for,
+            host,
+            duration_seconds,
+        } = fields;
+        let wanted: [(usize, Option<String>); field::COUNT] = [
+            (field::CLIENT, Some(client)),
+            (field::TIME, Some(time)),
+            (field::METHOD, method),
+            (field::URI, uri),
+            (field::REQUEST, request),
+            (field::STATUS, status),
+            (field::BYTES, bytes),
+            (field::REFERER, referer),
+            (field::USER_AGENT, user_agent),
             // Without a visitor cookie name there is nothing to take from the header.
-            (
-                field::COOKIE,
-                fields
-                    .cookie
-                    .as_deref()
-                    .filter(|_| visitor_cookie.is_some()),
-            ),
-            (field::HOST, fields.host.as_deref()),
-            (field::DURATION, fields.duration_seconds.as_deref()),
-            (field::FORWARDED_FOR, fields.forwarded_for.as_deref()),
+            (field::COOKIE, cookie.filter(|_| visitor_cookie.is_some())),
+            (field::HOST, host),
+            (field::DURATION, duration_seconds),
+            (field::FORWARDED_FOR, forwarded_for),
         ];
+        let mut next_slot = 0usize;
         for (index, spec) in wanted {
             let Some(spec) = spec else { continue };
             for path in spec.split('|') {
@@ -471,7 +480,8 @@ fn strip_eol(mut line: &[u8]) -> &[u8] {
 /// Any raw control byte other than tab. No early exit, so the loop vectorises.
 fn has_control(line: &[u8]) -> bool {
     line.iter()
-        .fold(false, |acc, &b| acc | (b < 0x20 && b != b'\t'))
+        .fold(0u8, |acc, &b| acc | u8::from(b < 0x20 && b != b'\t'))
+        != 0
 }
 
 fn parse_u64(value: &[u8]) -> Option<u64> {
@@ -533,6 +543,9 @@ fn split_request(value: &[u8]) -> Request<'_> {
     }
 }
 
+/// Strings up to this long are scanned byte by byte, longer ones with `memchr2`.
+const SHORT_STRING: usize = 16;
+
 /// A cursor over one line. Reading past the end is `Truncated`; anything that is not JSON is
 /// `UnexpectedText`.
 #[derive(Debug)]
@@ -569,7 +582,17 @@ impl<'a> Scanner<'a> {
         let mut i = start;
         loop {
             let rest = self.b.get(i..).ok_or(RejectReason::Truncated)?;
-            i += memchr::memchr2(b'"', b'\\', rest).ok_or(RejectReason::Truncated)?;
+            // Most strings in access logs (keys, methods, numbers-as-strings) are short: a
+            // plain loop finds their end before `memchr2` would have set up.
+            let short = rest.len().min(SHORT_STRING);
+            i += match rest[..short].iter().position(|&c| c == b'"' || c == b'\\') {
+                Some(at) => at,
+                None => {
+                    short
+                        + memchr::memchr2(b'"', b'\\', &rest[short..])
+                            .ok_or(RejectReason::Truncated)?
+                }
+            };
             if self.b[i] == b'"' {
                 self.pos = i + 1;
                 return Ok(&self.b[start..i]);

@@ -4,6 +4,7 @@ use logveil_parse::LogRecord;
 use logveil_parse::time::MICROS_PER_DAY;
 
 use crate::classify::{BrowserFamily, DeviceClass, classify};
+use crate::client::{TrustedProxies, canonical_client};
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
 use crate::sanitize::{Page, ReferrerDomain};
 
@@ -75,20 +76,24 @@ impl Pseudonymizer {
     /// Hashes and sanitises one parsed record. The record (and with it every raw
     /// identifier) can be dropped as soon as this returns.
     ///
+    /// The client is the connecting address, or the `X-Forwarded-For` client when the
+    /// peer is one of `trusted_proxies`; it is hashed in canonical form (see [`crate::client`]).
+    ///
     /// Returns `None` only when the record has no time, which the parser never yields.
-    pub fn event(&self, record: &LogRecord<'_>) -> Option<Event> {
+    pub fn event(&self, record: &LogRecord<'_>, trusted_proxies: &TrustedProxies) -> Option<Event> {
         let utc_micros = record.time?.utc_micros;
         let utc_day = utc_micros.div_euclid(MICROS_PER_DAY) as i32;
-        let (visitor, cookie_visitor) = match record.visitor_cookie {
-            Some(cookie) => (self.visitor_from_cookie(cookie.expose_for_hashing()), true),
-            None => (
-                self.visitor_from_client(
-                    record.client.map_or(&b""[..], |c| c.expose_for_hashing()),
-                    record.user_agent.unwrap_or_default(),
-                    utc_day,
-                ),
-                false,
-            ),
+        let (visitor, cookie_visitor) = if let Some(cookie) = record.visitor_cookie {
+            (self.visitor_from_cookie(cookie.expose_for_hashing()), true)
+        } else {
+            let client = trusted_proxies.client(
+                record.client.map(|c| c.expose_for_hashing()),
+                record.forwarded_for.map(|f| f.expose_for_hashing()),
+            );
+            let mut buf = [0u8; 256];
+            let client = client.map_or(&b""[..], |c| canonical_client(c, &mut buf));
+            let ua = record.user_agent.unwrap_or_default();
+            (self.visitor_from_client(client, ua, utc_day), false)
         };
         let target = record
             .target_path()
@@ -150,7 +155,13 @@ mod tests {
                 r#"{ip} - - [{day}/Nov/2026:12:00:00 +0000] "GET /a?email=x%40example.com HTTP/1.1" 200 10 "-" "UA" "{cookie}""#
             )
         };
-        let ev = |l: String| p.event(&parser.parse(l.as_bytes()).unwrap()).unwrap();
+        let ev = |l: String| {
+            p.event(
+                &parser.parse(l.as_bytes()).unwrap(),
+                &TrustedProxies::default(),
+            )
+            .unwrap()
+        };
         let a = ev(line("192.0.2.1", "01", "jt_uid=u-1"));
         let b = ev(line("192.0.2.2", "02", "jt_uid=u-1"));
         assert!(a.cookie_visitor && a.visitor == b.visitor);
@@ -176,7 +187,11 @@ mod tests {
             let l = format!(
                 r#"192.0.2.1 - - [01/Nov/2026:12:00:00 +0000] "{req}" {status} 10 "-" "{ua}""#
             );
-            p.event(&parser.parse(l.as_bytes()).unwrap()).unwrap()
+            p.event(
+                &parser.parse(l.as_bytes()).unwrap(),
+                &TrustedProxies::default(),
+            )
+            .unwrap()
         };
         assert!(ev("GET / HTTP/1.1", "200", "Mozilla").is_view(false));
         assert!(ev("GET / HTTP/1.1", "399", "Mozilla").is_view(false));

@@ -13,6 +13,7 @@
 //! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
 
 pub mod classify;
+pub mod client;
 mod event;
 pub mod generalize;
 pub mod keys;

@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use logveil_ingest::normalize_path as clean;
-use logveil_parse::LogFormat;
+use logveil_parse::Parser;
+use logveil_parse::json::JsonFields;
+use logveil_privacy::client::TrustedProxies;
 use logveil_privacy::{Dimension, Policy};
 use logveil_report::{Bucket, Calendar, Metric, ReportSpec};
 use serde::Deserialize;
@@ -36,6 +38,71 @@ struct InputSection {
     max_decompressed_bytes: Option<u64>,
     #[serde(default)]
     dead_letter: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks).
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    /// Field paths for `format = "json"`.
+    #[serde(default)]
+    json: Option<JsonSection>,
+}
+
+/// Where the fields of a JSON log live: a `layout` to start from, then per-field paths.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonSection {
+    #[serde(default)]
+    layout: Option<String>,
+    client: Option<String>,
+    time: Option<String>,
+    method: Option<String>,
+    uri: Option<String>,
+    request: Option<String>,
+    status: Option<String>,
+    bytes: Option<String>,
+    referer: Option<String>,
+    user_agent: Option<String>,
+    cookie: Option<String>,
+    forwarded_for: Option<String>,
+    host: Option<String>,
+    duration_seconds: Option<String>,
+}
+
+impl JsonSection {
+    fn fields(self) -> Result<JsonFields, String> {
+        let mut f = match self.layout.as_deref() {
+            None | Some("caddy") => JsonFields::caddy(),
+            Some("nginx") => JsonFields::nginx(),
+            Some(other) => {
+                return Err(format!(
+                    "input.json.layout: `{other}` is not a layout (allowed: caddy, nginx)"
+                ));
+            }
+        };
+        if let Some(v) = self.client {
+            f.client = v;
+        }
+        if let Some(v) = self.time {
+            f.time = v;
+        }
+        for (slot, value) in [
+            (&mut f.method, self.method),
+            (&mut f.uri, self.uri),
+            (&mut f.request, self.request),
+            (&mut f.status, self.status),
+            (&mut f.bytes, self.bytes),
+            (&mut f.referer, self.referer),
+            (&mut f.user_agent, self.user_agent),
+            (&mut f.cookie, self.cookie),
+            (&mut f.forwarded_for, self.forwarded_for),
+            (&mut f.host, self.host),
+            (&mut f.duration_seconds, self.duration_seconds),
+        ] {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        Ok(f)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,8 +162,8 @@ pub struct Pipeline {
     /// Input patterns and the directory they are relative to.
     pub inputs: Vec<String>,
     pub inputs_base: PathBuf,
-    pub format: LogFormat,
-    pub visitor_cookie: Option<String>,
+    pub parser: Parser,
+    pub trusted_proxies: TrustedProxies,
     pub max_line_bytes: usize,
     /// Cap on the decompressed size of each compressed input.
     pub max_decompressed_bytes: u64,
@@ -133,18 +200,39 @@ impl Pipeline {
         let mut errors = Vec::new();
 
         let format_spec = overrides.format.as_deref().unwrap_or(&file.input.format);
-        let format = match LogFormat::from_name_or_format(format_spec) {
-            Ok(f) => Some(f),
+        let format_key = if overrides.format.is_some() {
+            "--format"
+        } else {
+            "input.format"
+        };
+        if file.input.json.is_some() && format_spec != "json" {
+            errors.push(format!(
+                "{shown}: input.json: only used with format = \"json\" (format is `{format_spec}`)"
+            ));
+        }
+        let json_fields = match file.input.json.map(JsonSection::fields).transpose() {
+            Ok(fields) => fields,
             Err(e) => {
-                let key = if overrides.format.is_some() {
-                    "--format"
-                } else {
-                    "input.format"
-                };
-                errors.push(format!("{shown}: {key}: {e}"));
+                errors.push(format!("{shown}: {e}"));
                 None
             }
         };
+        let parser = match Parser::new(
+            format_spec,
+            file.input.visitor_cookie.as_deref(),
+            json_fields,
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!("{shown}: {format_key}: {e}"));
+                None
+            }
+        };
+        let trusted_proxies =
+            TrustedProxies::parse(&file.input.trusted_proxies).unwrap_or_else(|e| {
+                errors.push(format!("{shown}: input.trusted_proxies: {e}"));
+                TrustedProxies::default()
+            });
         if let Some(cookie) = &file.input.visitor_cookie
             && (cookie.is_empty()
                 || cookie
@@ -308,7 +396,7 @@ impl Pipeline {
             reports.push(spec);
         }
 
-        let Some(format) = format.filter(|_| errors.is_empty()) else {
+        let Some(parser) = parser.filter(|_| errors.is_empty()) else {
             return Err(ConfigErrors(errors));
         };
         let (inputs, inputs_base) = if overrides.inputs.is_empty() {
@@ -320,8 +408,8 @@ impl Pipeline {
             path: path.to_owned(),
             inputs,
             inputs_base,
-            format,
-            visitor_cookie: file.input.visitor_cookie,
+            parser: parser.with_max_line_bytes(max_line_bytes),
+            trusted_proxies,
             max_line_bytes,
             max_decompressed_bytes,
             dead_letter: match (&overrides.dead_letter, &file.input.dead_letter) {

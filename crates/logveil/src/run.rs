@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use logveil_accounts::{AccountSource, AccountStore, JoinOutcome, LoadStats};
 use logveil_ingest::{Chunk, ChunkReader, DEFAULT_CHUNK_BYTES};
-use logveil_parse::{LineParser, RejectReason};
+use logveil_parse::{Parsed, Parser, ParserState, RejectReason};
 use logveil_privacy::redact::redact_line;
 use logveil_privacy::{KeyRing, Pseudonymizer};
 use logveil_report::disclose::apply_k_threshold;
@@ -27,6 +27,8 @@ use crate::config::Pipeline;
 struct LineCounts {
     read: u64,
     parsed: u64,
+    /// W3C `#` directives: neither requests nor errors.
+    directives: u64,
     rejected: [u64; RejectReason::ALL.len()],
 }
 
@@ -43,6 +45,7 @@ impl LineCounts {
     fn merge(&mut self, other: &LineCounts) {
         self.read += other.read;
         self.parsed += other.parsed;
+        self.directives += other.directives;
         for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
             *a += b;
         }
@@ -51,7 +54,7 @@ impl LineCounts {
 
 struct RunContext<'a> {
     pipeline: &'a Pipeline,
-    parser: LineParser,
+    parser: &'a Parser,
     pseudonymizer: Pseudonymizer,
     accounts: Option<AccountStore>,
 }
@@ -156,21 +159,27 @@ impl DeadLetter {
     }
 }
 
-fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk) -> Partial {
+fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Partial {
     let pipeline = ctx.pipeline;
     let mut partial = Partial::new(pipeline);
+    let mut state = start.clone();
     for &offset in &chunk.too_long {
         partial.reject(ctx, RejectReason::TooLong, offset, &[]);
     }
     for (offset, line) in chunk.lines() {
-        let record = match ctx.parser.parse(line) {
-            Ok(record) => record,
+        let record = match ctx.parser.parse(line, &mut state) {
+            Ok(Parsed::Record(record)) => record,
+            Ok(Parsed::Directive) => {
+                partial.lines.read += 1;
+                partial.lines.directives += 1;
+                continue;
+            }
             Err(reason) => {
                 partial.reject(ctx, reason, offset, line);
                 continue;
             }
         };
-        let Some(event) = ctx.pseudonymizer.event(&record) else {
+        let Some(event) = ctx.pseudonymizer.event(&record, &pipeline.trusted_proxies) else {
             partial.reject(ctx, RejectReason::BadTime, offset, line);
             continue;
         };
@@ -198,6 +207,8 @@ pub struct Summary {
     pub inputs: Vec<String>,
     pub lines_read: u64,
     pub lines_parsed: u64,
+    /// W3C `#` directive lines (neither parsed requests nor rejected).
+    pub lines_directives: u64,
     pub lines_rejected: BTreeMap<&'static str, u64>,
     pub accounts: Option<AccountsSummary>,
     pub reports: BTreeMap<String, ReportSummary>,
@@ -275,8 +286,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
     };
     let ctx = RunContext {
         pipeline,
-        parser: LineParser::new(pipeline.format.clone(), pipeline.visitor_cookie.as_deref())
-            .with_max_line_bytes(pipeline.max_line_bytes),
+        parser: &pipeline.parser,
         pseudonymizer,
         accounts,
     };
@@ -294,6 +304,9 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         let (reader, compression) = logveil_ingest::open(input, pipeline.max_decompressed_bytes)?;
         tracing::info!(file = %name, ?compression, "reading");
         let mut chunks = ChunkReader::new(reader, DEFAULT_CHUNK_BYTES, pipeline.max_line_bytes);
+        // State carried from line to line (W3C `#Fields:`): each chunk starts from what the
+        // chunks before it declared, found by a cheap sequential scan before parsing in parallel.
+        let mut state = ParserState::default();
         loop {
             let mut batch = Vec::with_capacity(window);
             while batch.len() < window {
@@ -308,10 +321,19 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
             if batch.is_empty() {
                 break;
             }
+            let starts: Vec<ParserState> = batch
+                .iter()
+                .map(|chunk| {
+                    let start = state.clone();
+                    ctx.parser.scan(&chunk.data, &mut state);
+                    start
+                })
+                .collect();
             // In chunk order, so the dead-letter file follows the input.
             let parts: Vec<Partial> = batch
                 .par_iter()
-                .map(|chunk| process_chunk(&ctx, chunk))
+                .zip(&starts)
+                .map(|(chunk, start)| process_chunk(&ctx, chunk, start))
                 .collect();
             for mut part in parts {
                 if let Some(dead_letter) = &mut dead_letter {
@@ -368,6 +390,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         inputs: files.iter().map(ToString::to_string).collect(),
         lines_read: total.lines.read,
         lines_parsed: total.lines.parsed,
+        lines_directives: total.lines.directives,
         lines_rejected: RejectReason::ALL
             .iter()
             .zip(total.lines.rejected)
@@ -413,6 +436,13 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
             format!(" ({})", reasons.join(", "))
         }
     );
+    if summary.lines_directives > 0 {
+        let _ = writeln!(
+            s,
+            "  directives: {} (W3C `#` lines)",
+            summary.lines_directives
+        );
+    }
     if let Some(a) = &summary.accounts {
         let _ = writeln!(
             s,
