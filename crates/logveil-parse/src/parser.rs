@@ -110,8 +110,17 @@ impl Parser {
     /// Advances `state` over a chunk without parsing records: what a chunk's successor
     /// needs to start from. Cheap (looks only at `#` lines); a no-op for stateless formats.
     pub fn scan(&self, chunk: &[u8], state: &mut ParserState) {
-        if self.is_stateful() && memchr::memchr(b'#', chunk).is_some() {
-            Arc::make_mut(&mut state.w3c).scan(chunk);
+        if !self.is_stateful() || memchr::memchr(b'#', chunk).is_none() {
+            return;
+        }
+        let w3c = Arc::make_mut(&mut state.w3c);
+        for line in chunk.split(|&b| b == b'\n') {
+            // Exactly the directives `parse` would apply: the same prechecks first.
+            if let Ok(line) = precheck(line, self.max_line_bytes)
+                && line.first() == Some(&b'#')
+            {
+                w3c.apply_directive(line);
+            }
         }
     }
 
@@ -203,6 +212,19 @@ mod tests {
                 Err(e) => Some(e),
             }
         }
+    }
+
+    #[test]
+    fn scan_ignores_directives_that_parse_would_reject() {
+        // Found by the parse_w3c fuzz target: a `#Fields:` line with a NUL byte.
+        let p = Parser::new("w3c", None, None).unwrap();
+        let chunk = b"#Fields: date time c-ip\n#Fields: date\x00 time\n";
+        let (mut scanned, mut sequential) = (ParserState::default(), ParserState::default());
+        p.scan(chunk, &mut scanned);
+        for line in chunk.split(|&b| b == b'\n') {
+            let _ = p.parse(line, &mut sequential);
+        }
+        assert_eq!(scanned.w3c, sequential.w3c);
     }
 
     #[test]

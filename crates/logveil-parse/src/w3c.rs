@@ -99,15 +99,6 @@ impl W3cState {
             _ => {}
         }
     }
-
-    /// Applies every directive in `chunk` in order (used to carry state across chunks).
-    pub fn scan(&mut self, chunk: &[u8]) {
-        for line in chunk.split(|&b| b == b'\n') {
-            if line.first() == Some(&b'#') {
-                self.apply_directive(line.strip_suffix(b"\r").unwrap_or(line));
-            }
-        }
-    }
 }
 
 fn parse_gmt_offset(value: &str) -> Option<i32> {
