@@ -31,9 +31,15 @@ fn as_w3c(data: &[u8]) -> Vec<u8> {
         "#Software: Microsoft Internet Information Services 10.0\n#Version: 1.0\n\
          #Fields: date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Cookie) cs(Referer) sc-status sc-substatus sc-win32-status sc-bytes time-taken\n",
     );
-    let text = |b: Option<&[u8]>| b.map_or("-".to_owned(), |b| String::from_utf8_lossy(b).replace(' ', "+"));
+    let text = |b: Option<&[u8]>| {
+        b.map_or("-".to_owned(), |b| {
+            String::from_utf8_lossy(b).replace(' ', "+")
+        })
+    };
     for line in data.split(|&b| b == b'\n') {
-        let Ok(Parsed::Record(r)) = parser.parse(line, &mut state) else { continue };
+        let Ok(Parsed::Record(r)) = parser.parse(line, &mut state) else {
+            continue;
+        };
         let t = r.time.unwrap().utc_micros / 1_000_000;
         let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
         let (y, m, d) = logveil_parse::time::civil_from_days(days as i32);
@@ -79,7 +85,10 @@ fn bench_formats(c: &mut Criterion) {
         ("w3c", "w3c", &w3c),
     ] {
         let parser = Parser::new(spec, Some("jt_uid"), None).unwrap();
-        assert!(parse_all(&parser, data) > 5_000, "{name}: the bench input must parse");
+        assert!(
+            parse_all(&parser, data) > 5_000,
+            "{name}: the bench input must parse"
+        );
         group.throughput(Throughput::Bytes(data.len() as u64));
         group.bench_function(name, |b| b.iter(|| parse_all(&parser, data)));
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logveil_parse::{LineParser, LogFormat};
-use logveil_privacy::client::TrustedProxies;
+use logveil_privacy::client::ClientPolicy;
 use logveil_privacy::{KeyRing, Pseudonymizer};
 
 fn sample() -> Vec<u8> {
@@ -49,7 +49,7 @@ fn bench_parse(c: &mut Criterion) {
             let mut views = 0u64;
             for line in logveil_ingest::lines(&data) {
                 if let Ok(record) = parser.parse(line)
-                    && let Some(event) = pseudonymizer.event(&record, &TrustedProxies::default())
+                    && let Some(event) = pseudonymizer.event(&record, &ClientPolicy::default())
                 {
                     views += u64::from(event.is_view(false));
                 }

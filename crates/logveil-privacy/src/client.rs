@@ -113,6 +113,73 @@ impl TrustedProxies {
     }
 }
 
+/// How the client is chosen and how coarse its network prefix is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPolicy {
+    pub trusted_proxies: TrustedProxies,
+    /// `ip_prefix` length for IPv4 (at most 24).
+    pub ipv4_prefix: u8,
+    /// `ip_prefix` length for IPv6 (at most 64).
+    pub ipv6_prefix: u8,
+}
+
+/// The longest prefixes allowed: shorter networks hold many households.
+pub const MAX_IPV4_PREFIX: u8 = 24;
+pub const MAX_IPV6_PREFIX: u8 = 64;
+
+impl Default for ClientPolicy {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: TrustedProxies::default(),
+            ipv4_prefix: 24,
+            ipv6_prefix: 48,
+        }
+    }
+}
+
+/// A client's network, truncated at parse time: `192.0.2.0/24`, `2001:db8:1::/48`.
+///
+/// Built only by [`IpPrefix::of`], whose lengths are capped at /24 and /64, so it never
+/// holds a whole address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpPrefix {
+    network: IpAddr,
+    len: u8,
+}
+
+impl IpPrefix {
+    pub fn of(ip: IpAddr, policy: &ClientPolicy) -> Self {
+        match ip {
+            IpAddr::V4(v4) => {
+                let len = policy.ipv4_prefix.min(MAX_IPV4_PREFIX);
+                let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+                Self {
+                    network: IpAddr::V4((u32::from(v4) & mask).into()),
+                    len,
+                }
+            }
+            IpAddr::V6(v6) => {
+                // An IPv4-mapped address is an IPv4 client.
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return Self::of(IpAddr::V4(v4), policy);
+                }
+                let len = policy.ipv6_prefix.min(MAX_IPV6_PREFIX);
+                let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+                Self {
+                    network: IpAddr::V6((u128::from(v6) & mask).into()),
+                    len,
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.len)
+    }
+}
+
 /// An IP address from `1.2.3.4`, `1.2.3.4:80`, `2001:db8::1`, `[2001:db8::1]:80`.
 pub fn parse_ip(bytes: &[u8]) -> Option<IpAddr> {
     let text = std::str::from_utf8(bytes).ok()?;
@@ -219,6 +286,46 @@ mod tests {
         assert_eq!(
             lb.client(Some(b"[2001:db8:ffff::1]:80"), Some(b"2001:db8:1::9")),
             Some(&b"2001:db8:1::9"[..])
+        );
+    }
+
+    #[test]
+    fn prefixes_truncate_and_are_capped() {
+        let p = ClientPolicy::default();
+        let ip = |s: &str| parse_ip(s.as_bytes()).unwrap();
+        assert_eq!(
+            IpPrefix::of(ip("192.0.2.77"), &p).to_string(),
+            "192.0.2.0/24"
+        );
+        assert_eq!(
+            IpPrefix::of(ip("2001:db8:1:2:3::4"), &p).to_string(),
+            "2001:db8:1::/48"
+        );
+        assert_eq!(
+            IpPrefix::of(ip("::ffff:198.51.100.9"), &p).to_string(),
+            "198.51.100.0/24"
+        );
+        let wide = ClientPolicy {
+            ipv4_prefix: 32,
+            ipv6_prefix: 128,
+            ..ClientPolicy::default()
+        };
+        assert_eq!(
+            IpPrefix::of(ip("192.0.2.77"), &wide).to_string(),
+            "192.0.2.0/24",
+            "never a whole address"
+        );
+        assert_eq!(
+            IpPrefix::of(ip("2001:db8::1"), &wide).to_string(),
+            "2001:db8::/64"
+        );
+        let coarse = ClientPolicy {
+            ipv4_prefix: 16,
+            ..ClientPolicy::default()
+        };
+        assert_eq!(
+            IpPrefix::of(ip("192.0.2.77"), &coarse).to_string(),
+            "192.0.0.0/16"
         );
     }
 

@@ -4,7 +4,7 @@ use logveil_parse::LogRecord;
 use logveil_parse::time::MICROS_PER_DAY;
 
 use crate::classify::{BrowserFamily, DeviceClass, classify};
-use crate::client::{TrustedProxies, canonical_client};
+use crate::client::{ClientPolicy, IpPrefix, canonical_client, parse_ip};
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
 use crate::sanitize::{Page, ReferrerDomain};
 
@@ -49,6 +49,8 @@ pub struct Event {
     /// `None` when the line had no usable request target (`"-"`, junk).
     pub page: Option<Page>,
     pub referrer: ReferrerDomain,
+    /// The client's network (`None` for host names): truncated here, the address is gone.
+    pub ip_prefix: Option<IpPrefix>,
     /// The user agent is a bot or tool ([`crate::classify`]); exactly when `device` is
     /// [`DeviceClass::Bot`].
     pub bot: bool,
@@ -80,16 +82,19 @@ impl Pseudonymizer {
     /// peer is one of `trusted_proxies`; it is hashed in canonical form (see [`crate::client`]).
     ///
     /// Returns `None` only when the record has no time, which the parser never yields.
-    pub fn event(&self, record: &LogRecord<'_>, trusted_proxies: &TrustedProxies) -> Option<Event> {
+    pub fn event(&self, record: &LogRecord<'_>, client_policy: &ClientPolicy) -> Option<Event> {
         let utc_micros = record.time?.utc_micros;
         let utc_day = utc_micros.div_euclid(MICROS_PER_DAY) as i32;
+        let client = client_policy.trusted_proxies.client(
+            record.client.map(|c| c.expose_for_hashing()),
+            record.forwarded_for.map(|f| f.expose_for_hashing()),
+        );
+        let ip_prefix = client
+            .and_then(parse_ip)
+            .map(|ip| IpPrefix::of(ip, client_policy));
         let (visitor, cookie_visitor) = if let Some(cookie) = record.visitor_cookie {
             (self.visitor_from_cookie(cookie.expose_for_hashing()), true)
         } else {
-            let client = trusted_proxies.client(
-                record.client.map(|c| c.expose_for_hashing()),
-                record.forwarded_for.map(|f| f.expose_for_hashing()),
-            );
             let mut buf = [0u8; 256];
             let client = client.map_or(&b""[..], |c| canonical_client(c, &mut buf));
             let ua = record.user_agent.unwrap_or_default();
@@ -108,6 +113,7 @@ impl Pseudonymizer {
             bytes: record.bytes.unwrap_or(0),
             page: target.map(|t| Page::from_target(strip_absolute_form(t))),
             referrer: ReferrerDomain::from_referer(record.referer),
+            ip_prefix,
             bot: ua.bot,
             device: ua.device,
             browser: ua.browser,
@@ -158,7 +164,7 @@ mod tests {
         let ev = |l: String| {
             p.event(
                 &parser.parse(l.as_bytes()).unwrap(),
-                &TrustedProxies::default(),
+                &ClientPolicy::default(),
             )
             .unwrap()
         };
@@ -189,7 +195,7 @@ mod tests {
             );
             p.event(
                 &parser.parse(l.as_bytes()).unwrap(),
-                &TrustedProxies::default(),
+                &ClientPolicy::default(),
             )
             .unwrap()
         };

@@ -40,10 +40,45 @@ pub enum Dimension {
     DeviceClass,
     /// `chrome`, `edge`, `firefox`, … ([`crate::classify`]).
     BrowserFamily,
+    /// The client's network: IPv4 /24, IPv6 /48 by default (`input.ip_prefix`). Class
+    /// pseudonymous: for fraud and security audiences only.
+    IpPrefix,
+}
+
+/// How identifying a dimension is; audiences allow whole classes or single dimensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DimensionClass {
+    /// Says nothing about a person: pages, referrers, status, device and browser.
+    Public,
+    /// Harmless alone, identifying in combination (age band, gender, area…).
+    QuasiIdentifier,
+    /// Special categories (interests, health…): need an audience that names them.
+    Sensitive,
+    /// Links records to one person or network (`ip_prefix`, `visitor_id`): only for
+    /// audiences with `pseudonymous = true`.
+    Pseudonymous,
+}
+
+impl DimensionClass {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::QuasiIdentifier => "quasi_identifier",
+            Self::Sensitive => "sensitive",
+            Self::Pseudonymous => "pseudonymous",
+        }
+    }
+}
+
+impl fmt::Display for DimensionClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 7] = [
+    pub const ALL: [Dimension; 8] = [
         Self::Page,
         Self::ReferrerDomain,
         Self::StatusClass,
@@ -51,7 +86,21 @@ impl Dimension {
         Self::Gender,
         Self::DeviceClass,
         Self::BrowserFamily,
+        Self::IpPrefix,
     ];
+
+    /// The dimension's class in the catalogue.
+    pub const fn class(self) -> DimensionClass {
+        match self {
+            Self::Page
+            | Self::ReferrerDomain
+            | Self::StatusClass
+            | Self::DeviceClass
+            | Self::BrowserFamily => DimensionClass::Public,
+            Self::AgeBand | Self::Gender => DimensionClass::QuasiIdentifier,
+            Self::IpPrefix => DimensionClass::Pseudonymous,
+        }
+    }
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -62,6 +111,7 @@ impl Dimension {
             Self::Gender => "gender",
             Self::DeviceClass => "device_class",
             Self::BrowserFamily => "browser_family",
+            Self::IpPrefix => "ip_prefix",
         }
     }
 
@@ -125,8 +175,16 @@ pub struct Audience {
     pub description: String,
     /// A cell is published only if at least this many distinct visitors stand behind it.
     pub k_min: u32,
-    /// The dimensions reports for this audience may use.
+    /// Dimensions this audience may see, one by one…
+    #[serde(default)]
     pub dimensions: Vec<Dimension>,
+    /// …and whole classes it may see (`public`, `quasi_identifier`, `sensitive`).
+    #[serde(default)]
+    pub classes: Vec<DimensionClass>,
+    /// Whether pseudonymous columns (`ip_prefix`, `visitor_id` exports) may be given to
+    /// this audience: internal fraud and security work only.
+    #[serde(default)]
+    pub pseudonymous: bool,
     /// Purposes this audience may receive reports for; empty means any.
     #[serde(default)]
     pub purposes: Vec<String>,
@@ -139,6 +197,34 @@ struct PolicyFile {
     purpose: BTreeMap<String, Purpose>,
     #[serde(default)]
     audience: BTreeMap<String, Audience>,
+}
+
+impl Audience {
+    /// Whether the audience may see `dimension`, and if not, the rule that says so.
+    pub fn allows(&self, dimension: Dimension) -> Result<(), String> {
+        let class = dimension.class();
+        if class == DimensionClass::Pseudonymous && !self.pseudonymous {
+            return Err(format!(
+                "`{dimension}` is {class}: only audiences with `pseudonymous = true` may see it"
+            ));
+        }
+        if self.dimensions.contains(&dimension) || self.classes.contains(&class) {
+            return Ok(());
+        }
+        if class == DimensionClass::Pseudonymous {
+            return Ok(());
+        }
+        let mut allowed: Vec<&str> = self.dimensions.iter().map(|d| d.as_str()).collect();
+        allowed.extend(self.classes.iter().map(|c| c.as_str()));
+        Err(format!(
+            "`{dimension}` ({class}) is not allowed (allowed: {})",
+            if allowed.is_empty() {
+                "nothing".to_owned()
+            } else {
+                allowed.join(", ")
+            }
+        ))
+    }
 }
 
 /// A loaded, validated policy.
@@ -191,6 +277,15 @@ impl Policy {
             }
         }
         for (name, audience) in &file.audience {
+            if let Some(c) = audience
+                .classes
+                .iter()
+                .find(|c| **c == DimensionClass::Pseudonymous)
+            {
+                return Err(invalid(format!(
+                    "audience.{name}.classes: `{c}` cannot be listed; set `pseudonymous = true` instead"
+                )));
+            }
             if audience.k_min == 0 {
                 return Err(invalid(format!(
                     "audience.{name}.k_min: must be at least 1"
@@ -247,6 +342,49 @@ purposes = ["anonymous_reporting"]
             Some(ConsentColumn::ConsentResearch)
         );
         assert_eq!(p.sha256.len(), 64);
+    }
+
+    #[test]
+    fn audiences_allow_by_dimension_class_and_pseudonymous_flag() {
+        let audience =
+            |extra: &str| -> Audience { toml::from_str(&format!("k_min = 1\n{extra}")).unwrap() };
+        let internal = audience("classes = [\"public\", \"quasi_identifier\"]");
+        assert!(internal.allows(Dimension::Page).is_ok());
+        assert!(internal.allows(Dimension::AgeBand).is_ok());
+        let e = internal.allows(Dimension::IpPrefix).unwrap_err();
+        assert!(
+            e.contains("`ip_prefix` is pseudonymous") && e.contains("pseudonymous = true"),
+            "{e}"
+        );
+        let security = audience("classes = [\"public\"]\npseudonymous = true");
+        assert!(security.allows(Dimension::IpPrefix).is_ok());
+        let e = security.allows(Dimension::Gender).unwrap_err();
+        assert_eq!(
+            e,
+            "`gender` (quasi_identifier) is not allowed (allowed: public)"
+        );
+        let partner = audience("dimensions = [\"age_band\"]");
+        assert!(
+            partner.allows(Dimension::AgeBand).is_ok()
+                && partner.allows(Dimension::Gender).is_err()
+        );
+        for d in Dimension::ALL {
+            assert!(!d.as_str().is_empty() && !d.class().as_str().is_empty());
+        }
+    }
+
+    #[test]
+    fn pseudonymous_class_cannot_be_listed() {
+        let e = load(&OK.replace(
+            "dimensions = [\"page\", \"age_band\"]",
+            "classes = [\"pseudonymous\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("audience.internal.classes") && e.contains("pseudonymous = true"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -188,6 +188,9 @@ fn dimension_value(
     day: i32,
 ) -> Arc<str> {
     match dim {
+        Dimension::IpPrefix => event
+            .ip_prefix
+            .map_or_else(|| Arc::from(UNKNOWN), |p| Arc::from(p.to_string())),
         Dimension::Page => event
             .page
             .as_ref()

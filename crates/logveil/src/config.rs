@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use logveil_ingest::normalize_path as clean;
 use logveil_parse::Parser;
 use logveil_parse::json::JsonFields;
-use logveil_privacy::client::TrustedProxies;
+use logveil_privacy::client::{ClientPolicy, MAX_IPV4_PREFIX, MAX_IPV6_PREFIX, TrustedProxies};
 use logveil_privacy::{Dimension, Policy};
 use logveil_report::{Bucket, Calendar, Metric, ReportSpec};
 use serde::Deserialize;
@@ -41,9 +41,29 @@ struct InputSection {
     /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR networks).
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    /// `ip_prefix` lengths: `{ ipv4 = 24, ipv6 = 48 }`.
+    #[serde(default)]
+    ip_prefix: Option<IpPrefixSection>,
     /// Field paths for `format = "json"`.
     #[serde(default)]
     json: Option<JsonSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IpPrefixSection {
+    #[serde(default = "default_v4")]
+    ipv4: u8,
+    #[serde(default = "default_v6")]
+    ipv6: u8,
+}
+
+fn default_v4() -> u8 {
+    24
+}
+
+fn default_v6() -> u8 {
+    48
 }
 
 /// Where the fields of a JSON log live: a `layout` to start from, then per-field paths.
@@ -163,7 +183,7 @@ pub struct Pipeline {
     pub inputs: Vec<String>,
     pub inputs_base: PathBuf,
     pub parser: Parser,
-    pub trusted_proxies: TrustedProxies,
+    pub client_policy: ClientPolicy,
     pub max_line_bytes: usize,
     /// Cap on the decompressed size of each compressed input.
     pub max_decompressed_bytes: u64,
@@ -228,6 +248,18 @@ impl Pipeline {
                 None
             }
         };
+        let (ipv4_prefix, ipv6_prefix) = file
+            .input
+            .ip_prefix
+            .as_ref()
+            .map_or((24, 48), |p| (p.ipv4, p.ipv6));
+        if !(8..=MAX_IPV4_PREFIX).contains(&ipv4_prefix)
+            || !(16..=MAX_IPV6_PREFIX).contains(&ipv6_prefix)
+        {
+            errors.push(format!(
+                "{shown}: input.ip_prefix: ipv4 = {ipv4_prefix}, ipv6 = {ipv6_prefix} (allowed: ipv4 8 to {MAX_IPV4_PREFIX}, ipv6 16 to {MAX_IPV6_PREFIX}: a prefix must never single out one address)"
+            ));
+        }
         let trusted_proxies =
             TrustedProxies::parse(&file.input.trusted_proxies).unwrap_or_else(|e| {
                 errors.push(format!("{shown}: input.trusted_proxies: {e}"));
@@ -342,20 +374,14 @@ impl Pipeline {
                     audience.purposes.join(", ")
                 ));
             }
-            let allowed = audience
-                .dimensions
-                .iter()
-                .map(|d| d.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
             let mut seen = BTreeSet::new();
             for d in &r.dimensions {
                 if !seen.insert(*d) {
                     errors.push(format!("{at}.dimensions: `{d}` listed twice"));
                 }
-                if !audience.dimensions.contains(d) {
+                if let Err(rule) = audience.allows(*d) {
                     errors.push(format!(
-                        "{at}.dimensions: `{d}` is not allowed for audience `{}` (allowed: {allowed})",
+                        "{at}.dimensions: audience `{}`: {rule}",
                         r.audience
                     ));
                 }
@@ -409,7 +435,11 @@ impl Pipeline {
             inputs,
             inputs_base,
             parser: parser.with_max_line_bytes(max_line_bytes),
-            trusted_proxies,
+            client_policy: ClientPolicy {
+                trusted_proxies,
+                ipv4_prefix,
+                ipv6_prefix,
+            },
             max_line_bytes,
             max_decompressed_bytes,
             dead_letter: match (&overrides.dead_letter, &file.input.dead_letter) {

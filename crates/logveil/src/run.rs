@@ -179,7 +179,7 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Pa
                 continue;
             }
         };
-        let Some(event) = ctx.pseudonymizer.event(&record, &pipeline.trusted_proxies) else {
+        let Some(event) = ctx.pseudonymizer.event(&record, &pipeline.client_policy) else {
             partial.reject(ctx, RejectReason::BadTime, offset, line);
             continue;
         };

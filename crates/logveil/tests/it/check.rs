@@ -52,7 +52,9 @@ fn partner_report_with_forbidden_dimension_is_rejected_naming_report_and_dimensi
         "{msg}"
     );
     assert!(
-        msg.contains("`page` is not allowed for audience `partner` (allowed: age_band, gender)"),
+        msg.contains(
+            "audience `partner`: `page` (public) is not allowed (allowed: age_band, gender)"
+        ),
         "{msg}"
     );
     assert!(msg.contains(".test-check-"), "names the file: {msg}");
@@ -126,4 +128,20 @@ fn account_dimension_under_non_joining_purpose_is_rejected() {
     });
     assert!(!ok);
     assert!(msg.contains("`gender` comes from accounts, but purpose `improve_services` does not allow joining accounts"), "{msg}");
+}
+
+#[test]
+fn ip_prefix_only_for_pseudonymous_audiences() {
+    let (ok, msg) = check_variant(|p| {
+        p.replacen(
+            r#"dimensions = ["page"]"#,
+            r#"dimensions = ["page", "ip_prefix"]"#,
+            1,
+        )
+    });
+    assert!(!ok);
+    assert!(msg.contains("report[0] (page_views_hourly).dimensions: audience `internal`: `ip_prefix` is pseudonymous: only audiences with `pseudonymous = true` may see it"), "{msg}");
+    let security_report = "\n[[report]]\nname = \"networks_daily\"\naudience = \"security\"\npurpose = \"security\"\nbucket = \"day\"\ndimensions = [\"ip_prefix\"]\nmetrics = [\"views\", \"visitors\"]\n";
+    let (ok, msg) = check_variant(|p| format!("{p}{security_report}"));
+    assert!(ok, "{msg}");
 }
