@@ -435,7 +435,7 @@ mod tests {
         std::fs::write(
             &path,
             format!(
-                "[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
+                "demo = true\n[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
                 "cd".repeat(32)
             ),
         )

@@ -50,10 +50,12 @@ pub enum RejectReason {
     BadNumber,
     /// A W3C data line before any `#Fields:` directive: its layout is unknown.
     NoFields,
+    /// (Pipeline) no key of the key ring is in force on the line's UTC day.
+    NoKey,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 14] = [
+    pub const ALL: [RejectReason; 15] = [
         Self::BlankLine,
         Self::TooLong,
         Self::Binary,
@@ -68,6 +70,7 @@ impl RejectReason {
         Self::BadBytes,
         Self::BadNumber,
         Self::NoFields,
+        Self::NoKey,
     ];
 
     /// The stable `snake_case` name used in summaries and metrics.
@@ -87,6 +90,7 @@ impl RejectReason {
             Self::BadBytes => "bad_bytes",
             Self::BadNumber => "bad_number",
             Self::NoFields => "no_fields",
+            Self::NoKey => "no_key",
         }
     }
 }

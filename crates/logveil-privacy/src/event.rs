@@ -41,6 +41,8 @@ impl Method {
 pub struct Event {
     pub utc_micros: i64,
     pub visitor: Pseudonym,
+    /// The id of the key that made `visitor` (the key in force on the event's UTC day).
+    pub key_id: std::sync::Arc<str>,
     /// Whether `visitor` came from the visitor cookie (`false`: from IP + user agent + day).
     pub cookie_visitor: bool,
     pub method: Method,
@@ -107,6 +109,7 @@ impl Pseudonymizer {
         Some(Event {
             utc_micros,
             visitor,
+            key_id: self.key_id_shared(),
             cookie_visitor,
             method: Method::from_bytes(record.method()),
             status: record.status,
@@ -141,7 +144,7 @@ mod tests {
         std::fs::write(
             &path,
             format!(
-                "[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
+                "demo = true\n[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
                 "ab".repeat(32)
             ),
         )

@@ -32,6 +32,10 @@ pub enum KeyError {
     Invalid { path: PathBuf, message: String },
     #[error("{path}: refusing to overwrite an existing key file")]
     Exists { path: PathBuf },
+    #[error(
+        "{path}: key file is readable by group or others (mode {mode:04o}); run `chmod 600 {path}` (as ssh refuses such private keys, so does logveil)"
+    )]
+    Permissions { path: PathBuf, mode: u32 },
     #[error("{path}: cannot write key file: {source}")]
     Write {
         path: PathBuf,
@@ -88,6 +92,11 @@ impl RootKey {
         &self.not_before
     }
 
+    /// The first UTC day (days since 1970-01-01) this key pseudonymizes.
+    pub fn not_before_day(&self) -> i32 {
+        self.not_before_day
+    }
+
     /// A subkey for one use, bound to this root key by a fixed context string.
     pub(crate) fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.secret.expose_secret()))
@@ -119,7 +128,8 @@ struct KeyEntry {
 }
 
 impl KeyRing {
-    /// Reads a key file.
+    /// Reads a key file. A file readable by group or others is refused, unless it says
+    /// `demo = true` (its secret is published anyway).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
         let text =
             Zeroizing::new(
@@ -128,7 +138,76 @@ impl KeyRing {
                     source,
                 })?,
             );
-        Self::parse(&text, path)
+        let ring = Self::parse(&text, path)?;
+        #[cfg(unix)]
+        if !ring.demo {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|source| KeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(KeyError::Permissions {
+                    path: path.to_owned(),
+                    mode: mode & 0o7777,
+                });
+            }
+        }
+        Ok(ring)
+    }
+
+    /// Appends a new random key in force from `not_before` (later than every existing
+    /// key's) to a key file, rewriting it atomically with mode 0600. Existing keys and
+    /// comments are kept: they are still needed for older logs.
+    pub fn rotate(path: &Path, not_before: &str) -> Result<KeyId, KeyError> {
+        let invalid = |message: String| KeyError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let ring = Self::load(path)?;
+        if ring.demo {
+            return Err(invalid(
+                "a demo key file cannot be rotated: create a real one with `logveil keygen`".into(),
+            ));
+        }
+        let day = parse_date(not_before).ok_or_else(|| {
+            invalid(format!(
+                "not_before `{not_before}`: expected a date YYYY-MM-DD"
+            ))
+        })?;
+        let newest = ring.newest();
+        if day <= newest.not_before_day {
+            return Err(invalid(format!(
+                "not_before {not_before} must be after the newest key's ({}, key {})",
+                newest.not_before, newest.id
+            )));
+        }
+        let old =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
+        let (id, block) = new_key_block(not_before)?;
+        let mut body = Zeroizing::new(String::with_capacity(old.len() + block.len() + 1));
+        body.push_str(&old);
+        if !body.ends_with('\n') {
+            body.push('\n');
+        }
+        body.push('\n');
+        body.push_str(&block);
+        let tmp = path.with_extension(format!("rotate-{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        write_private(&tmp, body.as_bytes())?;
+        std::fs::rename(&tmp, path).map_err(|source| KeyError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(id)
     }
 
     fn parse(text: &str, path: &Path) -> Result<Self, KeyError> {
@@ -211,20 +290,29 @@ impl KeyRing {
                 message: format!("not_before `{not_before}`: expected a date YYYY-MM-DD"),
             });
         }
-        let mut secret = Zeroizing::new([0u8; 32]);
-        getrandom::fill(secret.as_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
-        let mut id_bytes = [0u8; 4];
-        getrandom::fill(&mut id_bytes).map_err(|e| KeyError::Random(e.to_string()))?;
-        let id = format!("k-{}", hex(&id_bytes));
+        let (id, block) = new_key_block(not_before)?;
         let body = Zeroizing::new(format!(
             "# logveil key file. Keep it secret: anyone holding it can re-identify pseudonyms.\n\
-             # Back it up; losing it makes past and future pseudonyms unlinkable.\n\n\
-             [[key]]\nid = \"{id}\"\nnot_before = \"{not_before}\"\nsecret = \"{}\"\n",
-            hex(secret.as_ref())
+             # Back it up; losing it makes past and future pseudonyms unlinkable.\n\n{}",
+            &*block
         ));
         write_private(path, body.as_bytes())?;
-        Ok(KeyId(id))
+        Ok(id)
     }
+}
+
+/// A `[[key]]` block with a fresh random secret and id.
+fn new_key_block(not_before: &str) -> Result<(KeyId, Zeroizing<String>), KeyError> {
+    let mut secret = Zeroizing::new([0u8; 32]);
+    getrandom::fill(secret.as_mut()).map_err(|e| KeyError::Random(e.to_string()))?;
+    let mut id_bytes = [0u8; 4];
+    getrandom::fill(&mut id_bytes).map_err(|e| KeyError::Random(e.to_string()))?;
+    let id = format!("k-{}", hex(&id_bytes));
+    let block = Zeroizing::new(format!(
+        "[[key]]\nid = \"{id}\"\nnot_before = \"{not_before}\"\nsecret = \"{}\"\n",
+        &*Zeroizing::new(hex(secret.as_ref()))
+    ));
+    Ok((KeyId(id), block))
 }
 
 #[cfg(unix)]
@@ -357,6 +445,53 @@ mod tests {
         assert!(
             !dbg.contains(SECRET) && !dbg.to_lowercase().contains("00112233"),
             "{dbg}"
+        );
+    }
+
+    #[test]
+    fn group_readable_key_file_is_refused_unless_demo() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        KeyRing::generate(&path, "2026-01-01").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = KeyRing::load(&path).unwrap_err().to_string();
+        assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
+        let demo = dir.path().join("demo.key");
+        std::fs::write(&demo, format!("demo = true\n[[key]]\nid = \"d\"\nnot_before = \"2000-01-01\"\nsecret = \"{SECRET}\"\n")).unwrap();
+        std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(KeyRing::load(&demo).unwrap().is_demo());
+    }
+
+    #[test]
+    fn rotate_appends_a_later_key_and_keeps_the_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.key");
+        let first = KeyRing::generate(&path, "2026-01-01").unwrap();
+        let old_text = std::fs::read_to_string(&path).unwrap();
+        let e = KeyRing::rotate(&path, "2026-01-01")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be after"), "{e}");
+        let second = KeyRing::rotate(&path, "2026-07-01").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(&old_text), "old keys and comments kept");
+        let ring = KeyRing::load(&path).unwrap();
+        let day = |s| parse_date(s).unwrap();
+        assert_eq!(ring.key_for_day(day("2026-06-30")).unwrap().id(), &first);
+        assert_eq!(ring.key_for_day(day("2026-07-01")).unwrap().id(), &second);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
         );
     }
 

@@ -9,9 +9,17 @@
 //! | cookieless visitor | `0x02 ‖ u32be(len ip) ‖ ip as logged ‖ u32be(len ua) ‖ ua as logged ‖ i32be(UTC day number)` |
 //! | account id | `0x03 ‖ account_id` |
 //! | redacted identifier (dead-letter lines, [`crate::redact`]) | `0x04 ‖ identifier as logged` (visitor subkey) |
+//! | audience pseudonym (`visitor_id` exports, `logveil lookup`) | `0x05 ‖ u32be(len audience) ‖ audience name ‖ visitor pseudonym (16 bytes)` (audience subkey) |
 //!
+//! The client in a cookieless visitor is written in canonical form first (see
+//! [`crate::client`]: no port or brackets, RFC 5952 IPv6, lower-case host names).
 //! The leading tag byte keeps the domains apart; length prefixes make the
 //! concatenation unambiguous. A pseudonym is the first 16 bytes of the keyed hash.
+//!
+//! Subkeys come from the root key in force for the event's UTC day (see
+//! [`crate::KeyRing::key_for_day`]), so a key rotation starts new pseudonyms. The visitor
+//! pseudonym never leaves a run; what an audience may see is its audience pseudonym, a
+//! second keyed hash that differs per audience, so two audiences' exports share no value.
 
 use std::fmt;
 
@@ -22,6 +30,8 @@ use crate::keys::{KeyId, RootKey};
 
 /// Subkey context for visitor pseudonyms (logs and the accounts' cookie links share it: that is the join).
 pub const VISITOR_CONTEXT: &str = "logveil 2026-11-29 visitor pseudonym v1";
+/// Subkey context for audience pseudonyms (what a pseudonymous export shows).
+pub const AUDIENCE_CONTEXT: &str = "logveil 2026-11-29 audience pseudonym v1";
 /// Subkey context for account pseudonyms (distinct-account counting).
 pub const ACCOUNT_CONTEXT: &str = "logveil 2026-11-29 account pseudonym v1";
 
@@ -29,6 +39,7 @@ const TAG_COOKIE: u8 = 0x01;
 const TAG_FALLBACK: u8 = 0x02;
 const TAG_ACCOUNT: u8 = 0x03;
 const TAG_REDACTION: u8 = 0x04;
+const TAG_AUDIENCE: u8 = 0x05;
 
 /// 128 bits of a keyed hash. Without the key it cannot be linked back to its input.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -37,6 +48,11 @@ pub struct Pseudonym([u8; 16]);
 impl Pseudonym {
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
+    }
+
+    /// Lower-case hex, as exports and `logveil lookup` print it.
+    pub fn to_hex(&self) -> String {
+        crate::keys::hex(&self.0)
     }
 }
 
@@ -59,8 +75,11 @@ fn finish(hasher: &blake3::Hasher) -> Pseudonym {
 /// Turns raw identifiers into pseudonyms with subkeys of one root key.
 pub struct Pseudonymizer {
     key_id: KeyId,
+    /// The same id, shared into every event (cheap to clone per line).
+    key_id_shared: std::sync::Arc<str>,
     visitor_key: Zeroizing<[u8; 32]>,
     account_key: Zeroizing<[u8; 32]>,
+    audience_key: Zeroizing<[u8; 32]>,
 }
 
 impl fmt::Debug for Pseudonymizer {
@@ -75,13 +94,19 @@ impl Pseudonymizer {
     pub fn new(root: &RootKey) -> Self {
         Self {
             key_id: root.id().clone(),
+            key_id_shared: std::sync::Arc::from(root.id().as_str()),
             visitor_key: root.derive(VISITOR_CONTEXT),
             account_key: root.derive(ACCOUNT_CONTEXT),
+            audience_key: root.derive(AUDIENCE_CONTEXT),
         }
     }
 
     pub fn key_id(&self) -> &KeyId {
         &self.key_id
+    }
+
+    pub(crate) fn key_id_shared(&self) -> std::sync::Arc<str> {
+        std::sync::Arc::clone(&self.key_id_shared)
     }
 
     pub fn visitor_from_cookie(&self, cookie: &[u8]) -> Pseudonym {
@@ -107,6 +132,17 @@ impl Pseudonymizer {
         finish(&h)
     }
 
+    /// What `audience` may see of a visitor: unlinkable to the same visitor's pseudonym
+    /// for any other audience without the key.
+    pub fn for_audience(&self, visitor: &Pseudonym, audience: &str) -> Pseudonym {
+        let mut h = blake3::Hasher::new_keyed(&self.audience_key);
+        h.update(&[TAG_AUDIENCE])
+            .update(&(audience.len() as u32).to_be_bytes())
+            .update(audience.as_bytes())
+            .update(visitor.as_bytes());
+        finish(&h)
+    }
+
     /// The token that stands for an identifier (address, cookie value, …) in a redacted
     /// line. Its own tag keeps it from ever equalling a visitor pseudonym.
     pub fn redaction_token(&self, identifier: &[u8]) -> Pseudonym {
@@ -127,7 +163,7 @@ mod tests {
         let path = dir.path().join("k");
         std::fs::write(
             &path,
-            format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n"),
+            format!("demo = true\n[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n"),
         )
         .unwrap();
         KeyRing::load(&path).unwrap()
@@ -163,6 +199,27 @@ mod tests {
         let b = Pseudonymizer::new(test_ring('b').newest());
         assert_ne!(a.visitor_from_cookie(b"x"), b.visitor_from_cookie(b"x"));
         assert_ne!(a.visitor_from_cookie(b"x"), a.account(b"x"));
+        // Same cookie, two audiences: nothing shared; same audience: stable.
+        let v = a.visitor_from_cookie(b"x");
+        let (sec, res) = (
+            a.for_audience(&v, "security"),
+            a.for_audience(&v, "research"),
+        );
+        assert_ne!(sec, res);
+        assert!(
+            sec.as_bytes()
+                .iter()
+                .zip(res.as_bytes())
+                .filter(|(x, y)| x == y)
+                .count()
+                < 6
+        );
+        assert_eq!(sec, a.for_audience(&v, "security"));
+        assert_ne!(
+            sec,
+            b.for_audience(&b.visitor_from_cookie(b"x"), "security"),
+            "another key, another pseudonym"
+        );
         assert_ne!(a.visitor_from_cookie(b"x"), a.redaction_token(b"x"));
         assert_eq!(a.visitor_from_cookie(b"x"), a.visitor_from_cookie(b"x"));
         // Length prefixes: moving a byte between ip and ua changes the pseudonym.

@@ -400,7 +400,7 @@ mod tests {
         let secret = "ab".repeat(32);
         std::fs::write(
             &path,
-            format!("[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n"),
+            format!("demo = true\n[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n"),
         )
         .unwrap();
         Pseudonymizer::new(KeyRing::load(&path).unwrap().newest())

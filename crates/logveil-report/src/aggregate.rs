@@ -80,9 +80,10 @@ impl JoinCounts {
 pub struct ReportState {
     #[serde(with = "cells_as_pairs")]
     pub cells: HashMap<CellKey, CellState>,
-    /// Every partition day that had any parsed line, view or not: its partition is
-    /// rewritten (possibly empty) so re-running a day replaces what was there.
-    pub days_seen: BTreeSet<i32>,
+    /// Every partition that had any parsed line, view or not (its partition is rewritten,
+    /// possibly empty, so re-running a day replaces what was there), with the ids of the
+    /// keys that pseudonymized its lines (for the file's `logveil.key_id`).
+    pub partitions: BTreeMap<i32, BTreeSet<Arc<str>>>,
     /// Only for reports that join accounts.
     pub joins: Option<JoinCounts>,
 }
@@ -100,7 +101,9 @@ impl ReportState {
         for (key, cell) in other.cells {
             self.cells.entry(key).or_default().merge(cell);
         }
-        self.days_seen.extend(other.days_seen);
+        for (day, keys) in other.partitions {
+            self.partitions.entry(day).or_default().extend(keys);
+        }
         if let (Some(mine), Some(theirs)) = (&mut self.joins, &other.joins) {
             mine.merge(theirs);
         }
@@ -116,7 +119,19 @@ impl ReportState {
         join: JoinOutcome<'_>,
     ) {
         let local_day = calendar.day_of(event.utc_micros);
-        self.days_seen.insert(local_day);
+        let (bucket, partition_day) = match spec.bucket {
+            Bucket::Hour => {
+                let hour = event.utc_micros.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
+                (hour, calendar.day_of(hour))
+            }
+            Bucket::Day => (i64::from(local_day), local_day),
+            Bucket::Week => (i64::from(week_start(local_day)), week_start(local_day)),
+            Bucket::Month => (i64::from(month_start(local_day)), month_start(local_day)),
+        };
+        let keys = self.partitions.entry(partition_day).or_default();
+        if !keys.contains(&event.key_id) {
+            keys.insert(Arc::clone(&event.key_id));
+        }
         if !event.is_view(spec.include_bots) {
             return;
         }
@@ -126,15 +141,6 @@ impl ReportState {
         let account = match join {
             JoinOutcome::Joined(a) => Some(a),
             _ => None,
-        };
-        let (bucket, partition_day) = match spec.bucket {
-            Bucket::Hour => {
-                let hour = event.utc_micros.div_euclid(MICROS_PER_HOUR) * MICROS_PER_HOUR;
-                (hour, calendar.day_of(hour))
-            }
-            Bucket::Day => (i64::from(local_day), local_day),
-            Bucket::Week => (i64::from(week_start(local_day)), week_start(local_day)),
-            Bucket::Month => (i64::from(month_start(local_day)), month_start(local_day)),
         };
         let dims: Box<[Arc<str>]> = spec
             .dimensions
@@ -157,21 +163,41 @@ impl ReportState {
         }
     }
 
-    /// Cells grouped by partition day (sorted), with every seen day present.
-    pub fn into_partitions(self) -> BTreeMap<i32, Vec<(CellKey, CellState)>> {
-        let mut parts: BTreeMap<i32, Vec<(CellKey, CellState)>> =
-            self.days_seen.iter().map(|d| (*d, Vec::new())).collect();
+    /// Cells grouped by partition day (sorted), with every seen partition present, and
+    /// the key ids used in each.
+    pub fn into_partitions(self) -> BTreeMap<i32, Partition> {
+        let mut parts: BTreeMap<i32, Partition> = self
+            .partitions
+            .into_iter()
+            .map(|(day, keys)| {
+                (
+                    day,
+                    Partition {
+                        cells: Vec::new(),
+                        key_ids: keys.iter().map(ToString::to_string).collect(),
+                    },
+                )
+            })
+            .collect();
         for (key, cell) in self.cells {
             parts
                 .entry(key.partition_day)
                 .or_default()
+                .cells
                 .push((key, cell));
         }
-        for cells in parts.values_mut() {
-            cells.sort_by(|a, b| a.0.cmp(&b.0));
+        for part in parts.values_mut() {
+            part.cells.sort_by(|a, b| a.0.cmp(&b.0));
         }
         parts
     }
+}
+
+/// One partition's cells and the ids of the keys behind them.
+#[derive(Debug, Default)]
+pub struct Partition {
+    pub cells: Vec<(CellKey, CellState)>,
+    pub key_ids: Vec<String>,
 }
 
 fn status_class(status: Option<u16>) -> Arc<str> {

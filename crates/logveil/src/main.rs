@@ -1,6 +1,7 @@
 //! The `logveil` command: wires the crates together. `run` is the batch job, `check`
 //! validates a pipeline, `keygen` makes a key file.
 
+use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,11 +52,29 @@ enum Command {
     },
     /// Load and validate a pipeline and its policy; exit 1 listing every problem.
     Check { pipeline: PathBuf },
+    /// Inspect or rotate a key file.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Create a key file with one new random 256-bit key (mode 0600; never overwrites).
     Keygen {
         path: PathBuf,
         /// First UTC day the key is used (YYYY-MM-DD).
         #[arg(long, default_value = "1970-01-01")]
+        not_before: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysAction {
+    /// List key ids and the day each comes into force (never key material).
+    List { path: PathBuf },
+    /// Add a new random key, in force from DATE (later than every existing key).
+    Rotate {
+        path: PathBuf,
+        /// First UTC day the new key is used (YYYY-MM-DD).
+        #[arg(long)]
         not_before: String,
     },
 }
@@ -133,6 +152,35 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Keys {
+            action: KeysAction::List { path },
+        } => {
+            let ring = logveil_privacy::KeyRing::load(&path)?;
+            let mut out = format!(
+                "{}{}\n",
+                path.display(),
+                if ring.is_demo() {
+                    " (DEMO KEY FILE)"
+                } else {
+                    ""
+                }
+            );
+            for key in ring.keys() {
+                let _ = writeln!(out, "{}\tnot_before {}", key.id(), key.not_before());
+            }
+            write_stdout(&out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys {
+            action: KeysAction::Rotate { path, not_before },
+        } => {
+            let id = logveil_privacy::KeyRing::rotate(&path, &not_before)?;
+            write_stdout(&format!(
+                "{}: new key {id} in force from {not_before}; older keys kept for older logs\n",
+                path.display()
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keygen { path, not_before } => {
             let id = logveil_privacy::KeyRing::generate(&path, &not_before)?;
             write_stdout(&format!(

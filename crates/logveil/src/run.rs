@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use logveil_accounts::{AccountSource, AccountStore, JoinOutcome, LoadStats};
 use logveil_ingest::{Chunk, ChunkReader, DEFAULT_CHUNK_BYTES};
+use logveil_parse::time::MICROS_PER_DAY;
 use logveil_parse::{Parsed, Parser, ParserState, RejectReason};
 use logveil_privacy::redact::redact_line;
 use logveil_privacy::{KeyRing, Pseudonymizer};
@@ -55,8 +56,35 @@ impl LineCounts {
 struct RunContext<'a> {
     pipeline: &'a Pipeline,
     parser: &'a Parser,
+    /// Oldest first.
+    epochs: Vec<KeyEpoch>,
+}
+
+/// What one root key provides: pseudonyms for the days it is in force, and the account
+/// table hashed with it.
+struct KeyEpoch {
+    not_before_day: i32,
     pseudonymizer: Pseudonymizer,
     accounts: Option<AccountStore>,
+}
+
+impl RunContext<'_> {
+    /// The epoch in force on a UTC day: the newest key whose `not_before` ≤ that day.
+    fn epoch_for(&self, utc_day: i32) -> Option<&KeyEpoch> {
+        self.epochs
+            .iter()
+            .rev()
+            .find(|e| e.not_before_day <= utc_day)
+    }
+
+    /// Redaction tokens in the dead-letter file use the newest key.
+    fn newest(&self) -> &Pseudonymizer {
+        &self
+            .epochs
+            .last()
+            .expect("a key ring has a key")
+            .pseudonymizer
+    }
 }
 
 struct Partial {
@@ -98,8 +126,7 @@ impl Partial {
             self.rejected.push(Rejected {
                 offset,
                 reason,
-                line: (reason != RejectReason::TooLong)
-                    .then(|| redact_line(line, &ctx.pseudonymizer)),
+                line: (reason != RejectReason::TooLong).then(|| redact_line(line, ctx.newest())),
             });
         }
     }
@@ -179,7 +206,14 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Pa
                 continue;
             }
         };
-        let Some(event) = ctx.pseudonymizer.event(&record, &pipeline.client_policy) else {
+        let utc_day = record
+            .time
+            .map_or(0, |t| t.utc_micros.div_euclid(MICROS_PER_DAY) as i32);
+        let Some(epoch) = ctx.epoch_for(utc_day) else {
+            partial.reject(ctx, RejectReason::NoKey, offset, line);
+            continue;
+        };
+        let Some(event) = epoch.pseudonymizer.event(&record, &pipeline.client_policy) else {
             partial.reject(ctx, RejectReason::BadTime, offset, line);
             continue;
         };
@@ -188,7 +222,7 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Pa
         partial.lines.read += 1;
         partial.lines.parsed += 1;
         for (spec, state) in pipeline.reports.iter().zip(&mut partial.states) {
-            let join = match (&ctx.accounts, spec.needs_join()) {
+            let join = match (&epoch.accounts, spec.needs_join()) {
                 (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
                 _ => JoinOutcome::NoAccount,
             };
@@ -202,7 +236,10 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Pa
 #[derive(Debug, Serialize)]
 pub struct Summary {
     pub pipeline: String,
+    /// The newest key of the ring.
     pub key_id: String,
+    /// Every key of the ring, oldest first (each report file names the ones it used).
+    pub key_ids: Vec<String>,
     pub demo_key: bool,
     pub inputs: Vec<String>,
     pub lines_read: u64,
@@ -256,39 +293,52 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
     if ring.is_demo() {
         tracing::warn!(key_file = %pipeline.key_file.display(), "DEMO KEY: its secret is published, so these pseudonyms protect nothing; use `logveil keygen` for real logs");
     }
-    let key = ring.newest();
-    let pseudonymizer = Pseudonymizer::new(key);
-    let mut accounts_summary = None;
-    let accounts = match &pipeline.accounts {
-        Some((spec, base))
-            if pipeline
-                .reports
-                .iter()
-                .any(logveil_report::ReportSpec::needs_join) =>
-        {
-            let source = AccountSource::parse(spec, base)?;
-            let store = AccountStore::load(&source, &pseudonymizer).context("loading accounts")?;
-            tracing::info!(
-                accounts = store.stats().accounts,
-                cookie_links = store.stats().cookie_links,
-                "accounts loaded"
-            );
-            if store.stats().ambiguous_cookies > 0 {
-                tracing::warn!(
-                    count = store.stats().ambiguous_cookies,
-                    "cookies linked to more than one account are never joined"
-                );
-            }
-            accounts_summary = Some(AccountsSummary::new(&source, store.stats()));
-            Some(store)
-        }
+    // One epoch per root key: its pseudonymizer and, when reports join accounts, the
+    // account table hashed with its visitor subkey (a join only works within one key).
+    let needs_accounts = pipeline
+        .reports
+        .iter()
+        .any(logveil_report::ReportSpec::needs_join);
+    let source = match &pipeline.accounts {
+        Some((spec, base)) if needs_accounts => Some(AccountSource::parse(spec, base)?),
         _ => None,
     };
+    let mut accounts_summary = None;
+    let mut epochs = Vec::with_capacity(ring.keys().len());
+    for key in ring.keys() {
+        let pseudonymizer = Pseudonymizer::new(key);
+        let accounts = match &source {
+            Some(source) => {
+                let store =
+                    AccountStore::load(source, &pseudonymizer).context("loading accounts")?;
+                if accounts_summary.is_none() {
+                    tracing::info!(
+                        accounts = store.stats().accounts,
+                        cookie_links = store.stats().cookie_links,
+                        "accounts loaded"
+                    );
+                    if store.stats().ambiguous_cookies > 0 {
+                        tracing::warn!(
+                            count = store.stats().ambiguous_cookies,
+                            "cookies linked to more than one account are never joined"
+                        );
+                    }
+                    accounts_summary = Some(AccountsSummary::new(source, store.stats()));
+                }
+                Some(store)
+            }
+            None => None,
+        };
+        epochs.push(KeyEpoch {
+            not_before_day: key.not_before_day(),
+            pseudonymizer,
+            accounts,
+        });
+    }
     let ctx = RunContext {
         pipeline,
         parser: &pipeline.parser,
-        pseudonymizer,
-        accounts,
+        epochs,
     };
 
     let files = logveil_ingest::expand_inputs(&pipeline.inputs, &pipeline.inputs_base)?;
@@ -353,7 +403,7 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
         let joins = state.joins.clone();
         let mut provenance = Provenance {
             policy_sha256: pipeline.policy.sha256.clone(),
-            key_id: key.id().to_string(),
+            key_id: String::new(),
             extra: vec![("logveil.bucket".into(), spec.bucket.column().into())],
         };
         if let Some(j) = &joins {
@@ -372,8 +422,9 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
             partitions: 0,
             joins,
         };
-        for (day, cells) in state.into_partitions() {
-            let disclosed = apply_k_threshold(cells, spec.k_min);
+        for (day, partition) in state.into_partitions() {
+            let disclosed = apply_k_threshold(partition.cells, spec.k_min);
+            provenance.key_id = partition.key_ids.join(",");
             let path = write_partition(&pipeline.out_dir, spec, day, &disclosed.rows, &provenance)?;
             summary.rows += disclosed.rows.len() as u64;
             summary.cells_suppressed += disclosed.suppressed;
@@ -385,7 +436,8 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
 
     Ok(Summary {
         pipeline: pipeline.path.display().to_string(),
-        key_id: key.id().to_string(),
+        key_id: ring.newest().id().to_string(),
+        key_ids: ring.keys().iter().map(|k| k.id().to_string()).collect(),
         demo_key: ring.is_demo(),
         inputs: files.iter().map(ToString::to_string).collect(),
         lines_read: total.lines.read,

@@ -7,6 +7,7 @@ mod dead_letter;
 mod formats;
 mod inputs;
 mod keygen;
+mod keys;
 mod privacy;
 mod readers;
 mod rerun;
