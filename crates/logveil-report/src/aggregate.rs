@@ -28,6 +28,10 @@ pub struct CellKey {
     /// The partition day (local calendar) this cell is written under.
     pub partition_day: i32,
     pub dims: Box<[Arc<str>]>,
+    /// Pseudonymous exports only (`visitor_id = true`): the audience pseudonym of the
+    /// visitor and the id of the key that made it. `None` in every aggregate report.
+    #[serde(default)]
+    pub visitor: Option<(Pseudonym, Arc<str>)>,
 }
 
 /// Exact state of one cell.
@@ -111,12 +115,16 @@ impl ReportState {
 
     /// Adds one event. `join` is the account join for this report's purpose
     /// (only consulted when the report needs it).
+    ///
+    /// `visitor_id` is the visitor's audience pseudonym, given only for pseudonymous
+    /// exports (`spec.visitor_id`); it splits cells per visitor.
     pub fn observe(
         &mut self,
         spec: &ReportSpec,
         calendar: &Calendar,
         event: &Event,
         join: JoinOutcome<'_>,
+        visitor_id: Option<Pseudonym>,
     ) {
         let local_day = calendar.day_of(event.utc_micros);
         let (bucket, partition_day) = match spec.bucket {
@@ -153,6 +161,7 @@ impl ReportState {
                 bucket,
                 partition_day,
                 dims,
+                visitor: visitor_id.map(|v| (v, Arc::clone(&event.key_id))),
             })
             .or_default();
         cell.views += 1;

@@ -74,6 +74,9 @@ pub struct ReportSpec {
     pub include_bots: bool,
     /// From the audience: minimum distinct visitors behind a published cell.
     pub k_min: u32,
+    /// A pseudonymous export: one row per visitor and cell, with `visitor_id` and
+    /// `key_id` columns; only for audiences with `pseudonymous = true`.
+    pub visitor_id: bool,
 }
 
 impl ReportSpec {

@@ -18,7 +18,8 @@ use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::calendar::format_day;
 use crate::disclose::PublishedRow;
@@ -47,6 +48,10 @@ pub enum WriteError {
     },
 }
 
+/// Columns of pseudonymous exports: the audience pseudonym and the key that made it.
+pub const VISITOR_ID: &str = "visitor_id";
+pub const KEY_ID: &str = "key_id";
+
 /// The Arrow schema of a report's files.
 pub fn schema(spec: &ReportSpec) -> Schema {
     let bucket = match spec.bucket {
@@ -60,6 +65,10 @@ pub fn schema(spec: &ReportSpec) -> Schema {
         }
     };
     let mut fields = vec![bucket];
+    if spec.visitor_id {
+        fields.push(Field::new(VISITOR_ID, DataType::Utf8, false));
+        fields.push(Field::new(KEY_ID, DataType::Utf8, false));
+    }
     fields.extend(
         spec.dimensions
             .iter()
@@ -88,6 +97,21 @@ fn record_batch(
             rows.iter().map(|r| r.key.bucket as i32),
         )),
     });
+    if spec.visitor_id {
+        let visitor = |r: &PublishedRow| {
+            r.key
+                .visitor
+                .as_ref()
+                .map(|(v, k)| (v.to_hex(), Arc::clone(k)))
+        };
+        columns.push(Arc::new(StringArray::from_iter_values(
+            rows.iter()
+                .map(|r| visitor(r).map(|(v, _)| v).unwrap_or_default()),
+        )));
+        columns.push(Arc::new(StringArray::from_iter_values(rows.iter().map(
+            |r| visitor(r).map(|(_, k)| k.to_string()).unwrap_or_default(),
+        ))));
+    }
     for i in 0..spec.dimensions.len() {
         columns.push(Arc::new(StringArray::from_iter_values(
             rows.iter().map(|r| &*r.key.dims[i]),
@@ -158,8 +182,13 @@ pub fn write_partition(
         KeyValue::new("logveil.k_min".into(), spec.k_min.to_string()),
         KeyValue::new(
             "logveil.disclosure".into(),
-            format!("k_threshold(k_min={})", spec.k_min),
+            if spec.visitor_id {
+                "pseudonymous_export(one row per visitor; no threshold)".to_owned()
+            } else {
+                format!("k_threshold(k_min={})", spec.k_min)
+            },
         ),
+        KeyValue::new("logveil.pseudonymous".into(), spec.visitor_id.to_string()),
     ];
     metadata.extend(
         provenance
@@ -171,6 +200,9 @@ pub fn write_partition(
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
         ))
+        // Min/max statistics of a pseudonym column would answer "is this visitor in the
+        // file?" from the footer alone; pseudonym columns get none (and no bloom filter).
+        .set_column_statistics_enabled(ColumnPath::from(VISITOR_ID), EnabledStatistics::None)
         .set_key_value_metadata(Some(metadata))
         .set_created_by(format!("logveil {}", env!("CARGO_PKG_VERSION")))
         .build();

@@ -163,6 +163,9 @@ struct ReportSection {
     metrics: Vec<Metric>,
     #[serde(default)]
     include_bots: bool,
+    /// A pseudonymous export (one row per visitor): needs a `pseudonymous = true` audience.
+    #[serde(default)]
+    visitor_id: bool,
 }
 
 /// Command-line overrides of the pipeline file (relative paths are from the current directory).
@@ -392,6 +395,12 @@ impl Pipeline {
                     ));
                 }
             }
+            if r.visitor_id && !audience.pseudonymous {
+                errors.push(format!(
+                    "{at}.visitor_id: audience `{}` may not receive pseudonymous columns (only audiences with `pseudonymous = true` in the policy may)",
+                    r.audience
+                ));
+            }
             if r.metrics.is_empty() {
                 errors.push(format!(
                     "{at}.metrics: empty (allowed: views, visitors, bytes, accounts)"
@@ -412,6 +421,7 @@ impl Pipeline {
                 dimensions: r.dimensions,
                 metrics: r.metrics,
                 include_bots: r.include_bots,
+                visitor_id: r.visitor_id,
                 k_min: audience.k_min,
             };
             if spec.needs_join() && accounts.is_none() {

@@ -226,7 +226,12 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Pa
                 (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
                 _ => JoinOutcome::NoAccount,
             };
-            state.observe(spec, &pipeline.calendar, &event, join);
+            let visitor_id = spec.visitor_id.then(|| {
+                epoch
+                    .pseudonymizer
+                    .for_audience(&event.visitor, &spec.audience)
+            });
+            state.observe(spec, &pipeline.calendar, &event, join, visitor_id);
         }
     }
     partial
@@ -423,7 +428,10 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
             joins,
         };
         for (day, partition) in state.into_partitions() {
-            let disclosed = apply_k_threshold(partition.cells, spec.k_min);
+            // A pseudonymous export is one row per visitor by design: no threshold applies
+            // (the policy allows it only for audiences with `pseudonymous = true`).
+            let k_min = if spec.visitor_id { 1 } else { spec.k_min };
+            let disclosed = apply_k_threshold(partition.cells, k_min);
             provenance.key_id = partition.key_ids.join(",");
             let path = write_partition(&pipeline.out_dir, spec, day, &disclosed.rows, &provenance)?;
             summary.rows += disclosed.rows.len() as u64;

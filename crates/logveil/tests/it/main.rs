@@ -4,6 +4,7 @@
 mod check;
 mod classify;
 mod dead_letter;
+mod export;
 mod formats;
 mod inputs;
 mod keygen;
