@@ -145,3 +145,48 @@ fn ip_prefix_only_for_pseudonymous_audiences() {
     let (ok, msg) = check_variant(|p| format!("{p}{security_report}"));
     assert!(ok, "{msg}");
 }
+
+/// Every message a user reads from `check` for a pipeline with many mistakes, pinned.
+#[test]
+fn check_messages_snapshot() {
+    let broken = |p: &str| {
+        let mut p = p
+            .replacen(
+                r#"dimensions = ["page"]"#,
+                r#"dimensions = ["page", "ip_prefix", "gender"]"#,
+                1,
+            )
+            .replacen(
+                r#"purpose = "anonymous_reporting""#,
+                r#"purpose = "improve_services""#,
+                1,
+            )
+            .replacen(
+                r#"name = "visitors_daily""#,
+                r#"name = "Visitors Daily""#,
+                1,
+            );
+        p.push_str("\n[[report]]\nname = \"page_views_hourly\"\naudience = \"press\"\npurpose = \"improve_services\"\nbucket = \"day\"\nmetrics = [\"views\"]\n");
+        p.push_str("\n[[report]]\nname = \"export\"\naudience = \"internal\"\npurpose = \"improve_services\"\nbucket = \"day\"\nmetrics = []\nvisitor_id = true\n");
+        p
+    };
+    let (ok, msg) = check_variant(broken);
+    assert!(!ok);
+    // The temporary file's name and the checkout's location vary.
+    let repo = crate::util::repo().display().to_string();
+    let msg: String = msg
+        .lines()
+        .map(|l| {
+            let l = match (l.find(".test-check-"), l.find(".toml:")) {
+                (Some(a), Some(b)) if a < b => format!("{}PIPELINE{}", &l[..a], &l[b + 5..]),
+                _ => l.to_owned(),
+            };
+            format!(
+                "{}\n",
+                l.replace(&format!("{repo}/pipelines/"), "")
+                    .replace(&repo, "REPO")
+            )
+        })
+        .collect();
+    insta::assert_snapshot!(msg);
+}
