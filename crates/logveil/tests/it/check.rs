@@ -174,19 +174,18 @@ fn check_messages_snapshot() {
     assert!(!ok);
     // The temporary file's name and the checkout's location vary.
     let repo = crate::util::repo().display().to_string();
-    let msg: String = msg
-        .lines()
-        .map(|l| {
-            let l = match (l.find(".test-check-"), l.find(".toml:")) {
-                (Some(a), Some(b)) if a < b => format!("{}PIPELINE{}", &l[..a], &l[b + 5..]),
-                _ => l.to_owned(),
-            };
-            format!(
-                "{}\n",
-                l.replace(&format!("{repo}/pipelines/"), "")
-                    .replace(&repo, "REPO")
-            )
-        })
-        .collect();
+    let mut redacted = String::new();
+    for l in msg.lines() {
+        let l = match (l.find(".test-check-"), l.find(".toml:")) {
+            (Some(a), Some(b)) if a < b => format!("{}PIPELINE{}", &l[..a], &l[b + 5..]),
+            _ => l.to_owned(),
+        };
+        redacted.push_str(
+            &l.replace(&format!("{repo}/pipelines/"), "")
+                .replace(&repo, "REPO"),
+        );
+        redacted.push('\n');
+    }
+    let msg = redacted;
     insta::assert_snapshot!(msg);
 }
