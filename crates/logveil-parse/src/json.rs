@@ -32,7 +32,7 @@
 
 use crate::cookie::find_cookie;
 use crate::error::RejectReason;
-use crate::record::{LogRecord, RawIdentifier, Request};
+use crate::record::{LogRecord, RawIdentifier};
 use crate::time::{parse_clf_time, parse_epoch_seconds, parse_iso8601};
 
 /// Deepest nesting accepted (the line's own object is level 1).
@@ -424,7 +424,7 @@ impl JsonParser {
             time: Some(time),
             method: text(get(field::METHOD)),
             url_path: text(get(field::URI)),
-            request: text(get(field::REQUEST)).map(split_request),
+            request: text(get(field::REQUEST)).map(crate::line::split_request),
             referer: text(get(field::REFERER)),
             user_agent: text(get(field::USER_AGENT)),
             vhost: text(get(field::HOST)),
@@ -513,35 +513,6 @@ fn seconds_to_micros(value: &[u8]) -> Option<u64> {
     (micros < 18_446_744_073_709_551_616.0).then_some(micros as u64)
 }
 
-/// Splits `METHOD TARGET PROTOCOL` like the Apache parser's `%r` (`line.rs`, copied because it
-/// is private there): spaces inside the target are kept, HTTP/0.9 lines have no protocol, and
-/// a request without a space keeps its bytes as the method with an empty target.
-fn split_request(value: &[u8]) -> Request<'_> {
-    let Some(first) = memchr::memchr(b' ', value) else {
-        return Request {
-            method: value,
-            target: b"",
-            protocol: None,
-        };
-    };
-    let method = &value[..first];
-    let rest = &value[first + 1..];
-    if let Some(last) = memchr::memrchr(b' ', rest) {
-        let candidate = &rest[last + 1..];
-        if candidate.starts_with(b"HTTP/") {
-            return Request {
-                method,
-                target: &rest[..last],
-                protocol: Some(candidate),
-            };
-        }
-    }
-    Request {
-        method,
-        target: rest,
-        protocol: None,
-    }
-}
 
 /// Strings up to this long are scanned byte by byte, longer ones with `memchr2`.
 const SHORT_STRING: usize = 16;

@@ -338,7 +338,7 @@ fn apply_field<'a>(
 /// unescaped) and HTTP/0.9 lines without a protocol. A request with no space at all
 /// (junk such as TLS bytes sent to a plain-HTTP port) keeps its bytes as the method and
 /// an empty target: the line is well formed, the request is not, so it is never a view.
-fn split_request(value: &[u8]) -> Request<'_> {
+pub(crate) fn split_request(value: &[u8]) -> Request<'_> {
     let Some(first) = memchr::memchr(b' ', value) else {
         return Request {
             method: value,
