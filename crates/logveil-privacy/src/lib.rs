@@ -11,7 +11,9 @@
 //!   (static, table-driven, no allocation).
 //! - [`generalize`] maps quasi-identifiers to coarse bands (age band, gender).
 //! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
+//! - [`audit`] is the hash-chained log of re-identification lookups (`logveil lookup`).
 
+pub mod audit;
 pub mod classify;
 pub mod client;
 mod event;

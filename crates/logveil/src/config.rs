@@ -23,6 +23,15 @@ struct PipelineFile {
     output: OutputSection,
     #[serde(default)]
     report: Vec<ReportSection>,
+    #[serde(default)]
+    audit: Option<AuditSection>,
+}
+
+/// `[audit] log = "PATH"`: the re-identification audit log (`logveil lookup`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    log: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +208,8 @@ pub struct Pipeline {
     pub out_dir: PathBuf,
     pub calendar: Calendar,
     pub reports: Vec<ReportSpec>,
+    /// `[audit] log` (relative to the pipeline file); default `audit.jsonl` beside the key file.
+    pub audit_log: PathBuf,
 }
 
 /// All problems found in a pipeline file, one per line.
@@ -432,6 +443,18 @@ impl Pipeline {
             reports.push(spec);
         }
 
+        let key_file = clean(&base.join(&file.keys.file));
+        let audit_log = file.audit.as_ref().map_or_else(
+            || key_file.with_file_name("audit.jsonl"),
+            |a| clean(&base.join(&a.log)),
+        );
+        if audit_log.starts_with(clean(&base.join(&file.output.dir))) {
+            errors.push(format!(
+                "{shown}: audit.log: `{}` is under output.dir; keep it with the key file (it must never be published)",
+                audit_log.display()
+            ));
+        }
+
         let Some(parser) = parser.filter(|_| errors.is_empty()) else {
             return Err(ConfigErrors(errors));
         };
@@ -457,7 +480,7 @@ impl Pipeline {
                 (None, Some(path)) => Some(clean(&base.join(path))),
                 (None, None) => None,
             },
-            key_file: clean(&base.join(&file.keys.file)),
+            key_file,
             policy,
             accounts,
             out_dir: overrides
@@ -466,6 +489,7 @@ impl Pipeline {
                 .unwrap_or_else(|| clean(&base.join(&file.output.dir))),
             calendar,
             reports,
+            audit_log,
         })
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod config;
+mod lookup;
 mod run;
 
 use config::{Overrides, Pipeline};
@@ -63,6 +64,13 @@ enum Command {
         /// First UTC day the key is used (YYYY-MM-DD).
         #[arg(long, default_value = "1970-01-01")]
         not_before: String,
+    },
+    /// Audited re-identification: the visitor ids under which a cookie value or client address appears; recorded in the audit log before anything is printed.
+    Lookup(lookup::LookupArgs),
+    /// The re-identification audit log.
+    Audit {
+        #[command(subcommand)]
+        action: lookup::AuditAction,
     },
 }
 
@@ -189,6 +197,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             ))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Lookup(args) => {
+            write_stdout(&lookup::lookup(&args)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { action } => lookup::audit(action),
     }
 }
 

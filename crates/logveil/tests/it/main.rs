@@ -9,6 +9,7 @@ mod formats;
 mod inputs;
 mod keygen;
 mod keys;
+mod lookup;
 mod privacy;
 mod readers;
 mod rerun;
