@@ -513,7 +513,6 @@ fn seconds_to_micros(value: &[u8]) -> Option<u64> {
     (micros < 18_446_744_073_709_551_616.0).then_some(micros as u64)
 }
 
-
 /// Strings up to this long are scanned byte by byte, longer ones with `memchr2`.
 const SHORT_STRING: usize = 16;
 
