@@ -1,11 +1,15 @@
 //! Account stores: read registered accounts once per run into a join table keyed by
 //! visitor pseudonym, keeping only what the policy may use.
 //!
-//! Sources: `csv:PATH` (one row per account–cookie link, the export schema in the README)
-//! and `sqlite:PATH` (tables `accounts` and `account_cookies`, opened read-only). Cookie IDs
-//! are hashed with the visitor subkey as they are read, so a visitor pseudonym from the logs
-//! finds its account; account IDs become account pseudonyms. E-mail, name and zip code are
-//! never read. [`AccountStore::join`] applies a purpose's consent rules.
+//! Sources: `csv:PATH` (one row per account–cookie link, the export schema in the README),
+//! `parquet:PATH` (the same columns, see [`parquet`]), `sqlite:PATH` (tables `accounts` and
+//! `account_cookies`, opened read-only) and `postgres://…` (the view `logveil_accounts`, see
+//! [`postgres`]). Cookie IDs are hashed with the visitor subkey as they are read, so a visitor
+//! pseudonym from the logs finds its account; account IDs become account pseudonyms. E-mail,
+//! name and zip code are never read. [`AccountStore::join`] applies a purpose's consent rules.
+
+pub mod parquet;
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -19,7 +23,10 @@ use logveil_privacy::{ConsentColumn, Pseudonym, Pseudonymizer, Purpose};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccountsError {
-    #[error("accounts source `{spec}`: unknown kind (allowed: csv:PATH, sqlite:PATH)")]
+    /// `spec` has any password redacted.
+    #[error(
+        "accounts source `{spec}`: unknown kind (allowed: csv:PATH, sqlite:PATH, parquet:PATH, postgres://USER@HOST/DB)"
+    )]
     UnknownSource { spec: String },
     #[error("{path}: {source}")]
     Io {
@@ -33,6 +40,14 @@ pub enum AccountsError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// A Parquet file that cannot be read, or a column of a type we do not accept.
+    #[error("{path}: {message}")]
+    Parquet { path: PathBuf, message: String },
+    /// A `PostgreSQL` source that cannot be parsed, reached or read. `url` is the connection
+    /// string with its password redacted; `message` never holds the password either.
+    #[error("{url}: {message}")]
+    Postgres { url: String, message: String },
+    /// For `PostgreSQL` sources `path` is the redacted connection string.
     #[error("{path}: row {row}: column `{column}`: {message}")]
     BadValue {
         path: PathBuf,
@@ -47,29 +62,49 @@ pub enum AccountsError {
 pub enum AccountSource {
     Csv(PathBuf),
     Sqlite(PathBuf),
+    Parquet(PathBuf),
+    /// A `PostgreSQL` connection string; its `Debug` and `Display` redact the password.
+    Postgres(postgres::PostgresSource),
 }
 
 impl AccountSource {
-    /// Parses `csv:PATH` or `sqlite:PATH`; a relative PATH is taken from `base`.
+    /// Parses `csv:PATH`, `sqlite:PATH`, `parquet:PATH` (a relative PATH is taken from
+    /// `base`) or a `postgres://…` / `postgresql://…` URL.
     pub fn parse(spec: &str, base: &Path) -> Result<Self, AccountsError> {
-        let (kind, path) = spec
-            .split_once(':')
-            .ok_or_else(|| AccountsError::UnknownSource {
-                spec: spec.to_owned(),
-            })?;
+        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            return postgres::PostgresSource::parse(spec).map(Self::Postgres);
+        }
+        let unknown = || AccountsError::UnknownSource {
+            spec: postgres::redact_url(spec),
+        };
+        let (kind, path) = spec.split_once(':').ok_or_else(unknown)?;
         let path = base.join(path);
         match kind {
             "csv" => Ok(Self::Csv(path)),
             "sqlite" => Ok(Self::Sqlite(path)),
-            _ => Err(AccountsError::UnknownSource {
-                spec: spec.to_owned(),
-            }),
+            "parquet" => Ok(Self::Parquet(path)),
+            _ => Err(unknown()),
         }
     }
 
+    /// The file read; for `PostgreSQL`, the connection string with its password redacted
+    /// (prefer [`Display`](std::fmt::Display), which does not treat it as a path).
     pub fn path(&self) -> &Path {
         match self {
-            Self::Csv(p) | Self::Sqlite(p) => p,
+            Self::Csv(p) | Self::Sqlite(p) | Self::Parquet(p) => p,
+            Self::Postgres(pg) => Path::new(pg.redacted()),
+        }
+    }
+}
+
+/// `csv:PATH`, `sqlite:PATH`, `parquet:PATH` or the redacted `PostgreSQL` URL.
+impl std::fmt::Display for AccountSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Csv(p) => write!(f, "csv:{}", p.display()),
+            Self::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Self::Parquet(p) => write!(f, "parquet:{}", p.display()),
+            Self::Postgres(pg) => f.write_str(pg.redacted()),
         }
     }
 }
@@ -144,6 +179,8 @@ impl AccountStore {
         match source {
             AccountSource::Csv(path) => load_csv(path, &mut builder)?,
             AccountSource::Sqlite(path) => load_sqlite(path, &mut builder)?,
+            AccountSource::Parquet(path) => parquet::load(path, &mut builder)?,
+            AccountSource::Postgres(pg) => pg.load(&mut builder)?,
         }
         Ok(builder.finish())
     }
@@ -192,9 +229,40 @@ impl AccountStore {
 struct Row<'r> {
     account_id: &'r [u8],
     cookie_id: Option<&'r [u8]>,
-    birth_date: &'r str,
+    birth_date: BirthDate<'r>,
     gender: &'r str,
     flags: [bool; 4],
+}
+
+/// A birth date as the source stores it.
+#[derive(Clone, Copy)]
+enum BirthDate<'r> {
+    /// `YYYY-MM-DD`; empty means unknown.
+    Text(&'r str),
+    /// Days since 1970-01-01 (a typed date column).
+    Day(i32),
+    Unknown,
+}
+
+impl BirthDate<'_> {
+    /// `Err` for a value that is not a valid date: counted, then treated as unknown. A typed
+    /// date is held to the same range as text (years 0000 to 9999), so every source agrees.
+    fn day(self) -> Result<Option<i32>, ()> {
+        match self {
+            Self::Unknown => Ok(None),
+            Self::Text(t) if t.trim().is_empty() => Ok(None),
+            Self::Text(t) => parse_date(t.trim()).map(Some).ok_or(()),
+            Self::Day(d) => {
+                let range = parse_date("0000-01-01").unwrap_or(i32::MIN)
+                    ..=parse_date("9999-12-31").unwrap_or(i32::MAX);
+                if range.contains(&d) {
+                    Ok(Some(d))
+                } else {
+                    Err(())
+                }
+            }
+        }
+    }
 }
 
 struct Builder<'p> {
@@ -217,15 +285,10 @@ impl<'p> Builder<'p> {
         let index = match self.by_account.entry(key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
-                let birth_day = if row.birth_date.trim().is_empty() {
+                let birth_day = row.birth_date.day().unwrap_or_else(|()| {
+                    self.store.stats.invalid_birth_dates += 1;
                     None
-                } else {
-                    let parsed = parse_date(row.birth_date.trim());
-                    if parsed.is_none() {
-                        self.store.stats.invalid_birth_dates += 1;
-                    }
-                    parsed
-                };
+                });
                 let [
                     consent_research,
                     consent_advertising,
@@ -351,7 +414,7 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
         builder.add(&Row {
             account_id,
             cookie_id: Some(field(c_cookie).trim_ascii()),
-            birth_date: text(c_birth, "birth_date")?,
+            birth_date: BirthDate::Text(text(c_birth, "birth_date")?),
             gender: text(c_gender, "gender")?,
             flags,
         });
@@ -416,7 +479,7 @@ fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsErr
         builder.add(&Row {
             account_id,
             cookie_id: bytes(1, "cookie_id")?,
-            birth_date: text(2, "birth_date")?,
+            birth_date: BirthDate::Text(text(2, "birth_date")?),
             gender: text(3, "gender")?,
             flags,
         });
@@ -569,11 +632,35 @@ A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
             AccountSource::parse("sqlite:/abs.db", base).unwrap(),
             AccountSource::Sqlite("/abs.db".into())
         );
+        assert_eq!(
+            AccountSource::parse("parquet:a.parquet", base).unwrap(),
+            AccountSource::Parquet("/p/a.parquet".into())
+        );
+        let pg =
+            AccountSource::parse("postgresql://reader:hunter22@db.internal/crm", base).unwrap();
+        assert!(matches!(pg, AccountSource::Postgres(_)));
+        for shown in [
+            pg.to_string(),
+            format!("{pg:?}"),
+            pg.path().display().to_string(),
+        ] {
+            assert!(
+                shown.contains("reader:***@db.internal/crm") && !shown.contains("hunter22"),
+                "{shown}"
+            );
+        }
+        let e = AccountSource::parse("mysql://u:hunter22@h/db", base)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mysql://u:***@h/db") && !e.contains("hunter22"),
+            "{e}"
+        );
         assert!(
             AccountSource::parse("mysql:x", base)
                 .unwrap_err()
                 .to_string()
-                .contains("csv:PATH, sqlite:PATH")
+                .contains("csv:PATH, sqlite:PATH, parquet:PATH, postgres://")
         );
     }
 }

@@ -1,11 +1,17 @@
-//! Synthetic accounts and their CSV / `SQLite` renderings.
+//! Synthetic accounts and their CSV / `SQLite` / Parquet renderings.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use arrow_array::{ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
 use rusqlite::{Connection, params};
 
 use crate::catalog::{AGE_BANDS, GENDERS, INDUSTRIES, INTERESTS, OCCUPATIONS};
@@ -236,4 +242,84 @@ pub fn write_db(path: &Path, accounts: &[Account]) -> Result<()> {
     conn.execute_batch("VACUUM;")?;
     conn.close().map_err(|(_, e)| e)?;
     Ok(())
+}
+
+/// Column names of the CSV export, in order (also the Parquet columns).
+pub const COLUMNS: [&str; 13] = [
+    "account_id",
+    "cookie_id",
+    "email",
+    "birth_date",
+    "gender",
+    "zip_code",
+    "occupation",
+    "industry",
+    "interests",
+    "consent_research",
+    "consent_advertising",
+    "newsletter_opt_out",
+    "deleted",
+];
+
+/// The Parquet copy: the CSV's rows and columns, typed as an analyst's export would be:
+/// `birth_date` is `Date32`, flags are `Boolean`, empty strings are NULL (as in `SQLite`).
+/// `created_by` is fixed so the bytes do not change with the writer's version string.
+pub fn to_parquet(accounts: &[Account]) -> Result<Vec<u8>> {
+    let links: Vec<(&Account, &String)> = accounts
+        .iter()
+        .flat_map(|a| a.cookies.iter().map(move |c| (a, c)))
+        .collect();
+    let text = |f: &dyn Fn(&Account, &str) -> String| -> ArrayRef {
+        let array: StringArray = links
+            .iter()
+            .map(|(a, c)| Some(f(a, c)).filter(|v| !v.is_empty()))
+            .collect();
+        Arc::new(array)
+    };
+    let flag = |f: fn(&Account) -> bool| -> ArrayRef {
+        let array: BooleanArray = links.iter().map(|(a, _)| Some(f(a))).collect();
+        Arc::new(array)
+    };
+    let birth: Date32Array = links
+        .iter()
+        .map(|(a, _)| {
+            a.birth_date
+                .map(|(y, m, d)| crate::time::days_from_civil(y, m, d) as i32)
+        })
+        .collect();
+    let birth: ArrayRef = Arc::new(birth);
+    let columns: [ArrayRef; 13] = [
+        text(&|a, _| a.id.clone()),
+        text(&|_, c| c.to_owned()),
+        text(&|a, _| a.email.clone()),
+        birth,
+        text(&|a, _| a.gender.to_owned()),
+        text(&|a, _| a.zip_code.clone()),
+        text(&|a, _| a.occupation.to_owned()),
+        text(&|a, _| a.industry.to_owned()),
+        text(&|a, _| a.interests.clone()),
+        flag(|a| a.consent_research),
+        flag(|a| a.consent_advertising),
+        flag(|a| a.newsletter_opt_out),
+        flag(|a| a.deleted),
+    ];
+    let fields: Vec<Field> = COLUMNS
+        .iter()
+        .zip(&columns)
+        .map(|(name, col)| {
+            let required = matches!(*name, "account_id" | "cookie_id" | "email" | "zip_code")
+                || col.data_type() == &DataType::Boolean;
+            Field::new(*name, col.data_type().clone(), !required)
+        })
+        .collect();
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.to_vec())?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_created_by("logveil-samplegen".to_owned())
+        .build();
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    writer.write(&batch)?;
+    writer.close()?;
+    Ok(out)
 }

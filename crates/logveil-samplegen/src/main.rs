@@ -1,6 +1,6 @@
 //! `logveil-samplegen`: deterministic, seedable sample data for logveil.
 //!
-//! Writes two days of Apache access logs, an accounts table (CSV and `SQLite`), a demo key
+//! Writes two days of Apache access logs, an accounts table (CSV, `SQLite` and Parquet), a demo key
 //! and `truth.json`, the expected reports computed from what was generated.
 
 mod accounts;

@@ -136,6 +136,7 @@ Nothing here is real. All client addresses are documentation ranges (192.0.2.0/2
 | `access-2026-11-01.log`, `access-2026-11-02.log` | Apache `%h %l %u %t \"%r\" %>s %b \"%{{Referer}}i\" \"%{{User-Agent}}i\" \"%{{Cookie}}i\"` ({} and {} lines). Timestamps are written in +0900 but each file holds exactly one **UTC** day, so local dates run 09:00 to 08:59 the next day. The visitor cookie is `jt_uid`. About 8% robot lines, ~15% without a Cookie header, ~5% with query strings (some carrying e-mail addresses or phone numbers, as real logs do). Each file holds 6 malformed lines: one each of `truncated`, `bad_time`, `bad_status`, `bad_request`, `blank_line`, `too_long` (>70,000 bytes). |\n\
 | `accounts.csv` | {} accounts, one row per (account, `jt_uid` cookie) link ({} rows); RFC 4180 quoting; `gender` is kept as entered (mixed case, sometimes empty); empty `birth_date` means unknown. |\n\
 | `accounts.db` | The same data as SQLite (tables `accounts`, `account_cookies`); empty CSV fields are NULL. |\n\
+| `accounts.parquet` | The same rows and columns as `accounts.csv`, typed: `birth_date` is `Date32`, the four flags are `Boolean`, empty fields are NULL (zstd-compressed, one row group). |\n\
 | `demo.key` | A **demo-only** pseudonymisation key derived from the seed. It is public, so pseudonyms made with it protect nothing: never use it for real logs (`logveil keygen PATH`). |\n\
 | `truth.json` | The expected results, computed by the generator from what it generated (not by parsing the files): line counts, rejections, and the four reports. |\n\
 \n\
@@ -208,6 +209,12 @@ pub fn generate(seed: u64, out: &Path) -> Result<Summary> {
         out,
         "accounts.csv",
         accounts::to_csv(&accounts).as_bytes(),
+        &mut files,
+    )?;
+    write(
+        out,
+        "accounts.parquet",
+        &accounts::to_parquet(&accounts)?,
         &mut files,
     )?;
     accounts::write_db(&out.join("accounts.db"), &accounts)?;

@@ -37,7 +37,7 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn same_seed_gives_identical_bytes() {
     let (a, b, c) = (generate(42), generate(42), generate(7));
     let (fa, fb, fc) = (files(a.path()), files(b.path()), files(c.path()));
-    assert_eq!(fa.len(), 7, "{:?}", fa.keys().collect::<Vec<_>>());
+    assert_eq!(fa.len(), 8, "{:?}", fa.keys().collect::<Vec<_>>());
     for (name, bytes) in &fa {
         assert!(fb[name] == *bytes, "{name} differs between two runs");
     }
@@ -420,4 +420,55 @@ fn csv_and_sqlite_hold_the_same_accounts() {
     assert!((550..=650).contains(&accounts.len()));
     assert!(records[1..].iter().all(|r| r[2].ends_with("@example.com")));
     assert!(text.contains("\"Artist (\"\"freelance\"\")\""));
+}
+
+#[test]
+fn csv_and_parquet_hold_the_same_accounts() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Date32Type;
+    use arrow_array::{Array, RecordBatch};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let dir = generate(42);
+    let records = csv_records(&fs::read_to_string(dir.path().join("accounts.csv")).unwrap());
+    let file = fs::File::open(dir.path().join("accounts.parquet")).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let names: Vec<String> = batches[0]
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(names, records[0]);
+    let mut rows = Vec::new();
+    for batch in &batches {
+        for i in 0..batch.num_rows() {
+            let row: Vec<String> = batch
+                .columns()
+                .iter()
+                .map(|col| {
+                    if col.is_null(i) {
+                        return String::new();
+                    }
+                    match col.data_type() {
+                        arrow_schema::DataType::Utf8 => col.as_string::<i32>().value(i).to_owned(),
+                        arrow_schema::DataType::Date32 => {
+                            date_string(i64::from(col.as_primitive::<Date32Type>().value(i)))
+                        }
+                        arrow_schema::DataType::Boolean => {
+                            u8::from(col.as_boolean().value(i)).to_string()
+                        }
+                        other => panic!("unexpected type {other}"),
+                    }
+                })
+                .collect();
+            rows.push(row);
+        }
+    }
+    assert_eq!(records[1..], rows[..]);
 }

@@ -1,6 +1,7 @@
 //! Integration tests: run the real `logveil` binary on the bundled samples and read its
 //! Parquet back. One test binary made of modules (see `util` for the shared helpers).
 
+mod account_sources;
 mod check;
 mod classify;
 mod dead_letter;
