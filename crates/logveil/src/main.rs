@@ -38,7 +38,7 @@ enum Command {
         /// Log format: a preset name (common, combined, `combined_cookie`, `vhost_combined`) or an Apache `LogFormat` string.
         #[arg(long, value_name = "NAME_OR_LOGFORMAT")]
         format: Option<String>,
-        /// Account source instead of `accounts.source`: csv:PATH or sqlite:PATH.
+        /// Account source instead of `accounts.source`: csv:PATH, sqlite:PATH, parquet:PATH or postgres://….
         #[arg(long, value_name = "SOURCE")]
         accounts: Option<String>,
         /// Output directory instead of `output.dir`.
