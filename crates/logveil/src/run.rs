@@ -271,9 +271,12 @@ pub struct AccountsSummary {
 impl AccountsSummary {
     fn new(source: &AccountSource, stats: &LoadStats) -> Self {
         Self {
-            source: logveil_ingest::normalize_path(source.path())
-                .display()
-                .to_string(),
+            // A file source reads best with its path tidied; a database URL is shown with
+            // its password redacted (the source's `Display`).
+            source: match source {
+                AccountSource::Postgres(_) => source.to_string(),
+                _ => logveil_ingest::normalize_path(source.path()).display().to_string(),
+            },
             accounts: stats.accounts,
             cookie_links: stats.cookie_links,
             ambiguous_cookies: stats.ambiguous_cookies,
