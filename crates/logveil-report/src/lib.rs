@@ -4,12 +4,18 @@
 //! - [`ReportSpec`]: bucket, dimensions, metrics, audience threshold.
 //! - [`ReportState`]: exact, mergeable and serialisable per-cell state.
 //! - [`disclose`]: the audience's disclosure control over the merged state.
+//! - [`dp`]: exact discrete noise, per-release seeds, DP parameters, contribution bounding.
+//! - [`ledger`]: the privacy budget spent per audience and period.
+//! - [`suppress`]: complementary (secondary) cell suppression.
 //! - [`write`]: one atomically written Parquet file per report partition, with provenance metadata.
 
 pub mod aggregate;
 pub mod calendar;
 pub mod disclose;
+pub mod dp;
+pub mod ledger;
 mod spec;
+pub mod suppress;
 pub mod write;
 
 pub use aggregate::{CellKey, CellState, JoinCounts, ReportState};
