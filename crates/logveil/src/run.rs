@@ -275,7 +275,9 @@ impl AccountsSummary {
             // its password redacted (the source's `Display`).
             source: match source {
                 AccountSource::Postgres(_) => source.to_string(),
-                _ => logveil_ingest::normalize_path(source.path()).display().to_string(),
+                _ => logveil_ingest::normalize_path(source.path())
+                    .display()
+                    .to_string(),
             },
             accounts: stats.accounts,
             cookie_links: stats.cookie_links,
