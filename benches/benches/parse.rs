@@ -7,6 +7,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use logveil_parse::{LineParser, LogFormat};
 use logveil_privacy::client::ClientPolicy;
+use logveil_privacy::sanitize::{QueryParam, RouteTemplates, SanitizePolicy};
 use logveil_privacy::{KeyRing, Pseudonymizer};
 
 fn sample() -> Vec<u8> {
@@ -49,9 +50,43 @@ fn bench_parse(c: &mut Criterion) {
             let mut views = 0u64;
             for line in logveil_ingest::lines(&data) {
                 if let Ok(record) = parser.parse(line)
-                    && let Some(event) = pseudonymizer.event(&record, &ClientPolicy::default())
+                    && let Some(event) = pseudonymizer.event(
+                        &record,
+                        &ClientPolicy::default(),
+                        &SanitizePolicy::default(),
+                    )
                 {
                     views += u64::from(event.is_view(false));
+                }
+            }
+            views
+        });
+    });
+    // With the shipped policy's query allowlist and route templates like pipelines/daily.toml.
+    let sanitize = SanitizePolicy {
+        query_allow: QueryParam::ALL.into_iter().collect(),
+        routes: RouteTemplates::parse(
+            &[
+                "/{lang}/{city}/hotels",
+                "/{lang}/{city}/temples",
+                "/{lang}/{city}/food",
+                "/{lang}/guides/{guide}",
+                "/account/*",
+                "/",
+            ]
+            .map(String::from),
+        )
+        .unwrap(),
+    };
+    group.bench_function("parse+pseudonymize+query+routes", |b| {
+        b.iter(|| {
+            let mut views = 0u64;
+            for line in logveil_ingest::lines(&data) {
+                if let Ok(record) = parser.parse(line)
+                    && let Some(event) =
+                        pseudonymizer.event(&record, &ClientPolicy::default(), &sanitize)
+                {
+                    views += u64::from(event.is_view(false) && event.page_group.is_some());
                 }
             }
             views

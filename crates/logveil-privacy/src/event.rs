@@ -6,7 +6,7 @@ use logveil_parse::time::MICROS_PER_DAY;
 use crate::classify::{BrowserFamily, DeviceClass, classify};
 use crate::client::{ClientPolicy, IpPrefix, canonical_client, parse_ip};
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
-use crate::sanitize::{Page, ReferrerDomain};
+use crate::sanitize::{Page, PageGroup, QueryValues, ReferrerDomain, SanitizePolicy};
 
 /// The request method, reduced to what reports distinguish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -33,7 +33,9 @@ impl Method {
 /// The invariant the whole pipeline rests on: **no field of `Event` can hold a raw IP,
 /// cookie value, user name or e-mail.** It is enforced by types, not by convention:
 /// [`Pseudonym`] is built only by keyed hashing, [`Page`] only by the sanitiser (path
-/// without query, e-mail-like segments redacted), [`ReferrerDomain`] only by host
+/// without query, personal-looking segments redacted), [`QueryValues`] only from the
+/// policy's allow-listed parameters (personal-looking values redacted), [`PageGroup`]
+/// only from the pipeline's route templates, [`ReferrerDomain`] only by host
 /// extraction; the user agent is reduced to a bot flag, a [`DeviceClass`] and a
 /// [`BrowserFamily`] (closed enums). Raw values exist only as
 /// `logveil_parse::RawIdentifier`s, which borrow the input buffer and cannot be stored.
@@ -50,6 +52,10 @@ pub struct Event {
     pub bytes: u64,
     /// `None` when the line had no usable request target (`"-"`, junk).
     pub page: Option<Page>,
+    /// The route template `page` matches; `None` without a page or without templates.
+    pub page_group: Option<PageGroup>,
+    /// The allow-listed query values (`utm_source`, …); nothing else of the query.
+    pub query: QueryValues,
     pub referrer: ReferrerDomain,
     /// The client's network (`None` for host names): truncated here, the address is gone.
     pub ip_prefix: Option<IpPrefix>,
@@ -82,9 +88,16 @@ impl Pseudonymizer {
     ///
     /// The client is the connecting address, or the `X-Forwarded-For` client when the
     /// peer is one of `trusted_proxies`; it is hashed in canonical form (see [`crate::client`]).
+    /// The request target becomes a [`Page`], its [`PageGroup`] and the query values
+    /// `sanitize` allows (see [`crate::sanitize`]).
     ///
     /// Returns `None` only when the record has no time, which the parser never yields.
-    pub fn event(&self, record: &LogRecord<'_>, client_policy: &ClientPolicy) -> Option<Event> {
+    pub fn event(
+        &self,
+        record: &LogRecord<'_>,
+        client_policy: &ClientPolicy,
+        sanitize: &SanitizePolicy,
+    ) -> Option<Event> {
         let utc_micros = record.time?.utc_micros;
         let utc_day = utc_micros.div_euclid(MICROS_PER_DAY) as i32;
         let client = client_policy.trusted_proxies.client(
@@ -104,7 +117,9 @@ impl Pseudonymizer {
         };
         let target = record
             .target_path()
-            .filter(|t| t.starts_with(b"/") || t.starts_with(b"http"));
+            .filter(|t| t.starts_with(b"/") || t.starts_with(b"http"))
+            .map(strip_absolute_form);
+        let page = target.map(Page::from_target);
         let ua = classify(record.user_agent);
         Some(Event {
             utc_micros,
@@ -114,7 +129,11 @@ impl Pseudonymizer {
             method: Method::from_bytes(record.method()),
             status: record.status,
             bytes: record.bytes.unwrap_or(0),
-            page: target.map(|t| Page::from_target(strip_absolute_form(t))),
+            page_group: page.as_ref().and_then(|p| sanitize.routes.group(p)),
+            query: target.map_or_else(QueryValues::default, |t| {
+                QueryValues::from_target(t, sanitize.query_allow)
+            }),
+            page,
             referrer: ReferrerDomain::from_referer(record.referer),
             ip_prefix,
             bot: ua.bot,
@@ -168,6 +187,7 @@ mod tests {
             p.event(
                 &parser.parse(l.as_bytes()).unwrap(),
                 &ClientPolicy::default(),
+                &SanitizePolicy::default(),
             )
             .unwrap()
         };
@@ -199,6 +219,7 @@ mod tests {
             p.event(
                 &parser.parse(l.as_bytes()).unwrap(),
                 &ClientPolicy::default(),
+                &SanitizePolicy::default(),
             )
             .unwrap()
         };
@@ -234,5 +255,54 @@ mod tests {
                 .as_str(),
             "/x"
         );
+    }
+
+    #[test]
+    fn query_values_and_page_group_follow_the_sanitize_policy() {
+        use crate::sanitize::{QueryAllow, QueryParam, RouteTemplates};
+        let p = pseudonymizer();
+        let parser = LineParser::new(LogFormat::from_name_or_format("combined").unwrap(), None);
+        let record = |target: &str| {
+            format!(
+                r#"192.0.2.1 - - [01/Nov/2026:12:00:00 +0000] "GET {target} HTTP/1.1" 200 10 "-" "M""#
+            )
+        };
+        let sanitize = SanitizePolicy {
+            query_allow: QueryAllow::default().with(QueryParam::UtmSource),
+            routes: RouteTemplates::parse(&["/en/{city}/hotels/{id}".to_owned()]).unwrap(),
+        };
+        let ev = |target: &str, sanitize: &SanitizePolicy| {
+            let l = record(target);
+            p.event(
+                &parser.parse(l.as_bytes()).unwrap(),
+                &ClientPolicy::default(),
+                sanitize,
+            )
+            .unwrap()
+        };
+        let e = ev(
+            "/en/tokyo/hotels/0a1b2c3d4e5f60718293a4b5c6d7e8f9?utm_source=News&utm_medium=email&email=a%40b.example",
+            &sanitize,
+        );
+        assert_eq!(
+            e.page.as_ref().unwrap().as_str(),
+            "/en/tokyo/hotels/:redacted"
+        );
+        assert_eq!(
+            e.page_group.as_ref().unwrap().as_str(),
+            "/en/{city}/hotels/{id}"
+        );
+        assert_eq!(e.query.get(QueryParam::UtmSource).unwrap().as_str(), "news");
+        assert!(
+            e.query.get(QueryParam::UtmMedium).is_none(),
+            "not allow-listed"
+        );
+        let e = ev("http://h.example/en/x?utm_source=y", &sanitize);
+        assert_eq!(e.page_group.as_ref().unwrap().as_str(), "(other)");
+        assert_eq!(e.query.get(QueryParam::UtmSource).unwrap().as_str(), "y");
+        let e = ev("/en/x?utm_source=y", &SanitizePolicy::default());
+        assert!(e.page_group.is_none() && e.query == QueryValues::default());
+        let e = ev("*", &sanitize);
+        assert!(e.page.is_none() && e.page_group.is_none());
     }
 }

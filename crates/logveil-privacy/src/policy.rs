@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::sanitize::{QueryAllow, QueryParam};
+
 /// A policy file that cannot be used. Messages name the file and the key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -43,6 +45,14 @@ pub enum Dimension {
     /// The client's network: IPv4 /24, IPv6 /48 by default (`input.ip_prefix`). Class
     /// pseudonymous: for fraud and security audiences only.
     IpPrefix,
+    /// The `utm_source` query parameter (needs the policy's `[query] allow`).
+    UtmSource,
+    /// The `utm_medium` query parameter (needs the policy's `[query] allow`).
+    UtmMedium,
+    /// The `utm_campaign` query parameter (needs the policy's `[query] allow`).
+    UtmCampaign,
+    /// The first of the pipeline's `[pages] templates` the page matches, or `(other)`.
+    PageGroup,
 }
 
 /// How identifying a dimension is; audiences allow whole classes or single dimensions.
@@ -78,7 +88,7 @@ impl fmt::Display for DimensionClass {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 8] = [
+    pub const ALL: [Dimension; 12] = [
         Self::Page,
         Self::ReferrerDomain,
         Self::StatusClass,
@@ -87,6 +97,10 @@ impl Dimension {
         Self::DeviceClass,
         Self::BrowserFamily,
         Self::IpPrefix,
+        Self::UtmSource,
+        Self::UtmMedium,
+        Self::UtmCampaign,
+        Self::PageGroup,
     ];
 
     /// The dimension's class in the catalogue.
@@ -96,7 +110,11 @@ impl Dimension {
             | Self::ReferrerDomain
             | Self::StatusClass
             | Self::DeviceClass
-            | Self::BrowserFamily => DimensionClass::Public,
+            | Self::BrowserFamily
+            | Self::UtmSource
+            | Self::UtmMedium
+            | Self::UtmCampaign
+            | Self::PageGroup => DimensionClass::Public,
             Self::AgeBand | Self::Gender => DimensionClass::QuasiIdentifier,
             Self::IpPrefix => DimensionClass::Pseudonymous,
         }
@@ -112,6 +130,20 @@ impl Dimension {
             Self::DeviceClass => "device_class",
             Self::BrowserFamily => "browser_family",
             Self::IpPrefix => "ip_prefix",
+            Self::UtmSource => "utm_source",
+            Self::UtmMedium => "utm_medium",
+            Self::UtmCampaign => "utm_campaign",
+            Self::PageGroup => "page_group",
+        }
+    }
+
+    /// The query parameter a dimension shows (it must be in the policy's `[query] allow`).
+    pub const fn query_param(self) -> Option<QueryParam> {
+        match self {
+            Self::UtmSource => Some(QueryParam::UtmSource),
+            Self::UtmMedium => Some(QueryParam::UtmMedium),
+            Self::UtmCampaign => Some(QueryParam::UtmCampaign),
+            _ => None,
         }
     }
 
@@ -197,6 +229,16 @@ struct PolicyFile {
     purpose: BTreeMap<String, Purpose>,
     #[serde(default)]
     audience: BTreeMap<String, Audience>,
+    #[serde(default)]
+    query: Option<QuerySection>,
+}
+
+/// `[query] allow = ["utm_source", …]`: the only query parameters that are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuerySection {
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 impl Audience {
@@ -233,6 +275,8 @@ pub struct Policy {
     pub path: PathBuf,
     pub purposes: BTreeMap<String, Purpose>,
     pub audiences: BTreeMap<String, Audience>,
+    /// `[query] allow`: the query parameters kept (as dimensions); every other is dropped.
+    pub query_allow: QueryAllow,
     /// Hex SHA-256 of the policy file's bytes, written into every report.
     pub sha256: String,
 }
@@ -302,10 +346,24 @@ impl Policy {
                 )));
             }
         }
+        let mut query_allow = QueryAllow::default();
+        for name in file.query.iter().flat_map(|q| &q.allow) {
+            let Some(param) = QueryParam::from_name(name.as_bytes()) else {
+                return Err(invalid(format!(
+                    "query.allow: `{name}` is not supported (allowed: {})",
+                    QueryParam::allowed_names()
+                )));
+            };
+            if query_allow.allows(param) {
+                return Err(invalid(format!("query.allow: `{name}` listed twice")));
+            }
+            query_allow = query_allow.with(param);
+        }
         Ok(Self {
             path: path.to_owned(),
             purposes: file.purpose,
             audiences: file.audience,
+            query_allow,
             sha256: crate::keys::hex(&Sha256::digest(bytes)),
         })
     }
@@ -371,6 +429,47 @@ purposes = ["anonymous_reporting"]
         for d in Dimension::ALL {
             assert!(!d.as_str().is_empty() && !d.class().as_str().is_empty());
         }
+    }
+
+    #[test]
+    fn query_allowlist_names_only_supported_parameters() {
+        assert!(load(OK).unwrap().query_allow.is_empty());
+        let p = load(&format!(
+            "{OK}[query]\nallow = [\"utm_source\", \"utm_campaign\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            p.query_allow.iter().collect::<Vec<_>>(),
+            [QueryParam::UtmSource, QueryParam::UtmCampaign]
+        );
+        let e = load(&format!(
+            "{OK}[query]\nallow = [\"utm_source\", \"email\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "policy.toml: query.allow: `email` is not supported (allowed: utm_source, utm_medium, utm_campaign)"
+        );
+        let e = load(&format!(
+            "{OK}[query]\nallow = [\"utm_source\", \"utm_source\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`utm_source` listed twice"), "{e}");
+        let e = load(&format!("{OK}[query]\nkeep = []\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keep"), "{e}");
+        for d in [
+            Dimension::UtmSource,
+            Dimension::UtmMedium,
+            Dimension::UtmCampaign,
+        ] {
+            assert_eq!(d.query_param().unwrap().as_str(), d.as_str());
+            assert_eq!(d.class(), DimensionClass::Public);
+        }
+        assert_eq!(Dimension::PageGroup.query_param(), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use logveil_accounts::JoinOutcome;
 use logveil_parse::time::MICROS_PER_SECOND;
 use logveil_privacy::generalize::{self, UNKNOWN};
+use logveil_privacy::sanitize::{PageGroup, QueryValue};
 use logveil_privacy::{Dimension, Event, Pseudonym};
 use serde::{Deserialize, Serialize};
 
@@ -238,6 +239,14 @@ fn dimension_value(
         Dimension::Gender => Arc::from(account.map_or(UNKNOWN, |a| &*a.gender)),
         Dimension::DeviceClass => event.device.shared(),
         Dimension::BrowserFamily => event.browser.shared(),
+        Dimension::UtmSource | Dimension::UtmMedium | Dimension::UtmCampaign => dim
+            .query_param()
+            .and_then(|p| event.query.get(p))
+            .map_or_else(QueryValue::none_shared, QueryValue::shared),
+        Dimension::PageGroup => event
+            .page_group
+            .as_ref()
+            .map_or_else(|| Arc::from("-"), PageGroup::shared),
     }
 }
 

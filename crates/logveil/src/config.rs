@@ -8,6 +8,7 @@ use logveil_ingest::normalize_path as clean;
 use logveil_parse::Parser;
 use logveil_parse::json::JsonFields;
 use logveil_privacy::client::{ClientPolicy, MAX_IPV4_PREFIX, MAX_IPV6_PREFIX, TrustedProxies};
+use logveil_privacy::sanitize::{QueryParam, RouteTemplates, SanitizePolicy};
 use logveil_privacy::{Dimension, Policy};
 use logveil_report::{Bucket, Calendar, Metric, ReportSpec};
 use serde::Deserialize;
@@ -18,6 +19,8 @@ struct PipelineFile {
     input: InputSection,
     keys: KeysSection,
     policy: PolicySection,
+    #[serde(default)]
+    pages: Option<PagesSection>,
     #[serde(default)]
     accounts: Option<AccountsSection>,
     output: OutputSection,
@@ -146,6 +149,14 @@ struct PolicySection {
     file: PathBuf,
 }
 
+/// `[pages] templates = ["/en/{city}/hotels", …]`: route templates for `page_group`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PagesSection {
+    #[serde(default)]
+    templates: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AccountsSection {
@@ -208,6 +219,9 @@ pub struct Pipeline {
     pub out_dir: PathBuf,
     pub calendar: Calendar,
     pub reports: Vec<ReportSpec>,
+    /// What the sanitiser keeps besides the page: the policy's allow-listed query parameters
+    /// and the pipeline's route templates (`[pages]`), each only if some report shows it.
+    pub sanitize: SanitizePolicy,
     /// `[audit] log` (relative to the pipeline file); default `audit.jsonl` beside the key file.
     pub audit_log: PathBuf,
 }
@@ -314,6 +328,15 @@ impl Pipeline {
             all.push(format!("{shown}: policy.file: {e}"));
             ConfigErrors(all)
         })?;
+        let routes = RouteTemplates::parse(
+            file.pages
+                .as_ref()
+                .map_or(&[][..], |p| p.templates.as_slice()),
+        )
+        .unwrap_or_else(|e| {
+            errors.push(format!("{shown}: pages.{e}"));
+            RouteTemplates::default()
+        });
         let calendar = match file
             .output
             .timezone
@@ -399,6 +422,22 @@ impl Pipeline {
                         r.audience
                     ));
                 }
+                if let Some(param) = d.query_param()
+                    && !policy.query_allow.allows(param)
+                {
+                    let kept: Vec<&str> =
+                        policy.query_allow.iter().map(QueryParam::as_str).collect();
+                    errors.push(format!(
+                        "{at}.dimensions: `{d}` is a query parameter the policy does not keep: add it to `[query] allow` in {} (allowed now: {})",
+                        policy.path.display(),
+                        if kept.is_empty() { "none".to_owned() } else { kept.join(", ") }
+                    ));
+                }
+                if *d == Dimension::PageGroup && routes.is_empty() {
+                    errors.push(format!(
+                        "{at}.dimensions: `page_group` needs route templates: declare `[pages] templates = [\"/{{lang}}/{{city}}/hotels\", …]` in the pipeline"
+                    ));
+                }
                 if d.needs_account() && !purpose.join_accounts {
                     errors.push(format!(
                         "{at}.dimensions: `{d}` comes from accounts, but purpose `{}` does not allow joining accounts",
@@ -481,6 +520,23 @@ impl Pipeline {
                 (None, None) => None,
             },
             key_file,
+            // Only what some report shows: no query parsing or page matching for nothing.
+            sanitize: SanitizePolicy {
+                query_allow: reports
+                    .iter()
+                    .flat_map(|r| &r.dimensions)
+                    .filter_map(|d| d.query_param())
+                    .filter(|p| policy.query_allow.allows(*p))
+                    .collect(),
+                routes: if reports
+                    .iter()
+                    .any(|r| r.dimensions.contains(&Dimension::PageGroup))
+                {
+                    routes
+                } else {
+                    RouteTemplates::default()
+                },
+            },
             policy,
             accounts,
             out_dir: overrides

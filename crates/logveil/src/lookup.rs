@@ -290,7 +290,8 @@ fn ip_rows(
                     continue;
                 };
                 let p = &pseudonymizers[key_index];
-                let Some(event) = p.event(&record, &pipeline.client_policy) else {
+                let Some(event) = p.event(&record, &pipeline.client_policy, &pipeline.sanitize)
+                else {
                     continue;
                 };
                 matched += 1;

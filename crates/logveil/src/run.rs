@@ -213,7 +213,11 @@ fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Pa
             partial.reject(ctx, RejectReason::NoKey, offset, line);
             continue;
         };
-        let Some(event) = epoch.pseudonymizer.event(&record, &pipeline.client_policy) else {
+        let Some(event) =
+            epoch
+                .pseudonymizer
+                .event(&record, &pipeline.client_policy, &pipeline.sanitize)
+        else {
             partial.reject(ctx, RejectReason::BadTime, offset, line);
             continue;
         };

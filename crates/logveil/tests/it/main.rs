@@ -15,6 +15,7 @@ mod privacy;
 mod readers;
 mod rerun;
 mod rotation;
+mod sanitize;
 mod stdin;
 mod truth;
 mod util;
