@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod config;
+mod engine;
 mod lookup;
+mod publish;
 mod run;
 
 use config::{Overrides, Pipeline};
