@@ -5,8 +5,12 @@
 //! `parquet:PATH` (the same columns, see [`parquet`]), `sqlite:PATH` (tables `accounts` and
 //! `account_cookies`, opened read-only) and `postgres://…` (the view `logveil_accounts`, see
 //! [`postgres`]). Cookie IDs are hashed with the visitor subkey as they are read, so a visitor
-//! pseudonym from the logs finds its account; account IDs become account pseudonyms. E-mail,
-//! name and zip code are never read. [`AccountStore::join`] applies a purpose's consent rules.
+//! pseudonym from the logs finds its account; account IDs become account pseudonyms. E-mail
+//! and name are never read. The optional columns `zip_code`, `occupation`, `industry` and
+//! `interests` are read only when [`Attributes`] asks for them (and when the source has
+//! them: older exports without them load, every value `unknown`); each value is generalised
+//! ([`logveil_privacy::generalize`], [`logveil_privacy::area`]) as its row is read and the
+//! raw text dropped at once. [`AccountStore::join`] applies a purpose's consent rules.
 
 pub mod parquet;
 pub mod postgres;
@@ -15,9 +19,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 
-use logveil_privacy::generalize;
+use logveil_privacy::generalize::{self, Interests, UNKNOWN};
 use logveil_privacy::keys::parse_date;
-use logveil_privacy::{ConsentColumn, Pseudonym, Pseudonymizer, Purpose};
+use logveil_privacy::{ConsentColumn, Dimension, Pseudonym, Pseudonymizer, Purpose};
 
 /// An account source that cannot be read. Messages name the source and the column, never a value.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +122,14 @@ pub struct Account {
     pub birth_day: Option<i32>,
     /// Lower-cased gender, or `unknown`.
     pub gender: Box<str>,
+    /// Prefecture of the postal code ([`logveil_privacy::area`]), or `unknown`.
+    pub area: &'static str,
+    /// Top-level occupation ([`generalize::occupation`]), `other` or `unknown`.
+    pub occupation: &'static str,
+    /// JSIC division ([`generalize::industry`]), `other` or `unknown`.
+    pub industry: &'static str,
+    /// Interests ([`generalize::Interests`]); empty when unknown.
+    pub interests: Interests,
     pub consent_research: bool,
     pub consent_advertising: bool,
     pub newsletter_opt_out: bool,
@@ -148,6 +160,60 @@ impl JoinOutcome<'_> {
     }
 }
 
+/// The optional source columns, in [`Attributes`] order: what each becomes is in the
+/// matching field of [`Account`].
+pub const OPTIONAL_COLUMNS: [&str; 4] = ["zip_code", "occupation", "industry", "interests"];
+
+/// Which optional account attributes a load reads ([`OPTIONAL_COLUMNS`]); the others are
+/// not selected (or not decoded) at all and stay `unknown`. Birth date and gender are
+/// always read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Attributes {
+    /// `zip_code` → [`Account::area`].
+    pub area: bool,
+    /// `occupation` → [`Account::occupation`].
+    pub occupation: bool,
+    /// `industry` → [`Account::industry`].
+    pub industry: bool,
+    /// `interests` → [`Account::interests`].
+    pub interests: bool,
+}
+
+impl Attributes {
+    pub const NONE: Self = Self {
+        area: false,
+        occupation: false,
+        industry: false,
+        interests: false,
+    };
+    pub const ALL: Self = Self {
+        area: true,
+        occupation: true,
+        industry: true,
+        interests: true,
+    };
+
+    /// What reports with these dimensions need.
+    pub fn for_dimensions<'d>(dimensions: impl IntoIterator<Item = &'d Dimension>) -> Self {
+        let mut a = Self::NONE;
+        for d in dimensions {
+            match d {
+                Dimension::Area => a.area = true,
+                Dimension::Occupation => a.occupation = true,
+                Dimension::Industry => a.industry = true,
+                Dimension::Interests => a.interests = true,
+                _ => {}
+            }
+        }
+        a
+    }
+
+    /// Whether [`OPTIONAL_COLUMNS`]`[i]` is wanted.
+    fn wants(self, i: usize) -> bool {
+        [self.area, self.occupation, self.industry, self.interests][i]
+    }
+}
+
 /// Counts from loading, for the run summary.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadStats {
@@ -171,11 +237,22 @@ pub struct AccountStore {
 const AMBIGUOUS: u32 = u32::MAX;
 
 impl AccountStore {
+    /// Loads every attribute ([`Attributes::ALL`]); prefer [`Self::load_attributes`] with
+    /// what the pipeline's reports need.
     pub fn load(
         source: &AccountSource,
         pseudonymizer: &Pseudonymizer,
     ) -> Result<Self, AccountsError> {
-        let mut builder = Builder::new(pseudonymizer);
+        Self::load_attributes(source, pseudonymizer, Attributes::ALL)
+    }
+
+    /// Loads the accounts, reading only the optional columns `attributes` asks for.
+    pub fn load_attributes(
+        source: &AccountSource,
+        pseudonymizer: &Pseudonymizer,
+        attributes: Attributes,
+    ) -> Result<Self, AccountsError> {
+        let mut builder = Builder::new(pseudonymizer, attributes);
         match source {
             AccountSource::Csv(path) => load_csv(path, &mut builder)?,
             AccountSource::Sqlite(path) => load_sqlite(path, &mut builder)?,
@@ -232,6 +309,8 @@ struct Row<'r> {
     birth_date: BirthDate<'r>,
     gender: &'r str,
     flags: [bool; 4],
+    /// [`OPTIONAL_COLUMNS`] as stored; `None` when not read (not wanted, or absent).
+    optional: [Option<&'r str>; 4],
 }
 
 /// A birth date as the source stores it.
@@ -267,17 +346,25 @@ impl BirthDate<'_> {
 
 struct Builder<'p> {
     pseudonymizer: &'p Pseudonymizer,
+    /// What the loaders should read.
+    attributes: Attributes,
     store: AccountStore,
     by_account: HashMap<Pseudonym, u32>,
 }
 
 impl<'p> Builder<'p> {
-    fn new(pseudonymizer: &'p Pseudonymizer) -> Self {
+    fn new(pseudonymizer: &'p Pseudonymizer, attributes: Attributes) -> Self {
         Self {
             pseudonymizer,
+            attributes,
             store: AccountStore::default(),
             by_account: HashMap::new(),
         }
+    }
+
+    /// Whether a loader should read [`OPTIONAL_COLUMNS`]`[i]`.
+    fn wants(&self, i: usize) -> bool {
+        self.attributes.wants(i)
     }
 
     fn add(&mut self, row: &Row<'_>) {
@@ -299,6 +386,10 @@ impl<'p> Builder<'p> {
                     key,
                     birth_day,
                     gender: generalize::gender(row.gender),
+                    area: row.optional[0].map_or(UNKNOWN, logveil_privacy::area::area),
+                    occupation: row.optional[1].map_or(UNKNOWN, generalize::occupation),
+                    industry: row.optional[2].map_or(UNKNOWN, generalize::industry),
+                    interests: row.optional[3].map_or_else(Interests::default, Interests::parse),
                     consent_research,
                     consent_advertising,
                     newsletter_opt_out,
@@ -385,6 +476,18 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
         column(FLAG_COLUMNS[2])?,
         column(FLAG_COLUMNS[3])?,
     ];
+    // Optional columns: read only when wanted and present.
+    let c_optional: [Option<usize>; 4] = std::array::from_fn(|k| {
+        let name = OPTIONAL_COLUMNS[k];
+        builder
+            .wants(k)
+            .then(|| {
+                headers
+                    .iter()
+                    .position(|h| h.trim_ascii() == name.as_bytes())
+            })
+            .flatten()
+    });
     let mut record = csv::ByteRecord::new();
     let mut row_number = 1u64;
     while reader
@@ -411,21 +514,49 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
             flags[k] =
                 parse_flag(field(c)).ok_or_else(|| bad(FLAG_COLUMNS[k], "expected 0 or 1"))?;
         }
+        let mut optional = [None; 4];
+        for (k, c) in c_optional.iter().enumerate() {
+            if let Some(c) = *c {
+                optional[k] = Some(text(c, OPTIONAL_COLUMNS[k])?);
+            }
+        }
         builder.add(&Row {
             account_id,
             cookie_id: Some(field(c_cookie).trim_ascii()),
             birth_date: BirthDate::Text(text(c_birth, "birth_date")?),
             gender: text(c_gender, "gender")?,
             flags,
+            optional,
         });
     }
     Ok(())
 }
 
-/// The query the `SQLite` source runs: only the columns the pipeline uses.
+/// The query the `SQLite` source runs without optional columns: only the columns the
+/// pipeline uses. [`sqlite_query`] adds the wanted optional columns that the table has.
 pub const SQLITE_QUERY: &str = "SELECT a.account_id, c.cookie_id, a.birth_date, a.gender, \
      a.consent_research, a.consent_advertising, a.newsletter_opt_out, a.deleted \
      FROM accounts a LEFT JOIN account_cookies c ON c.account_id = a.account_id";
+
+/// [`SQLITE_QUERY`] with, after the flags, one column per [`OPTIONAL_COLUMNS`] entry: the
+/// column itself where `read[i]`, else `NULL`.
+pub fn sqlite_query(read: [bool; 4]) -> String {
+    let (select, from) = SQLITE_QUERY
+        .split_once(" FROM ")
+        .unwrap_or((SQLITE_QUERY, ""));
+    let mut q = select.to_owned();
+    for (name, read) in OPTIONAL_COLUMNS.iter().zip(read) {
+        if read {
+            q.push_str(", a.");
+            q.push_str(name);
+        } else {
+            q.push_str(", NULL");
+        }
+    }
+    q.push_str(" FROM ");
+    q.push_str(from);
+    q
+}
 
 fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError> {
     use rusqlite::{OpenFlags, types::ValueRef};
@@ -444,7 +575,23 @@ fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsErr
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(sql_error)?;
-    let mut stmt = conn.prepare(SQLITE_QUERY).map_err(sql_error)?;
+    let mut present = Vec::new();
+    {
+        let mut info = conn
+            .prepare("SELECT name FROM pragma_table_info('accounts')")
+            .map_err(sql_error)?;
+        let mut names = info.query([]).map_err(sql_error)?;
+        while let Some(row) = names.next().map_err(sql_error)? {
+            present.push(row.get::<_, String>(0).map_err(sql_error)?);
+        }
+    }
+    let read: [bool; 4] = std::array::from_fn(|k| {
+        builder.wants(k)
+            && present
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(OPTIONAL_COLUMNS[k]))
+    });
+    let mut stmt = conn.prepare(&sqlite_query(read)).map_err(sql_error)?;
     let mut rows = stmt.query([]).map_err(sql_error)?;
     let mut row_number = 0u64;
     while let Some(row) = rows.next().map_err(sql_error)? {
@@ -476,12 +623,19 @@ fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsErr
                 _ => return Err(bad(name, "expected 0 or 1")),
             };
         }
+        let mut optional = [None; 4];
+        for (k, name) in OPTIONAL_COLUMNS.iter().enumerate() {
+            if read[k] {
+                optional[k] = Some(text(8 + k, name)?);
+            }
+        }
         builder.add(&Row {
             account_id,
             cookie_id: bytes(1, "cookie_id")?,
             birth_date: BirthDate::Text(text(2, "birth_date")?),
             gender: text(3, "gender")?,
             flags,
+            optional,
         });
     }
     Ok(())
@@ -618,6 +772,133 @@ A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
         assert_eq!(
             store.join(&p.visitor_from_cookie(b"c-3"), &research).name(),
             "no_consent"
+        );
+    }
+
+    #[test]
+    fn optional_columns_are_generalised_as_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.csv");
+        std::fs::write(&path, CSV).unwrap();
+        let p = pseudonymizer();
+        let store = AccountStore::load(&AccountSource::Csv(path.clone()), &p).unwrap();
+        let research = purpose(Some(ConsentColumn::ConsentResearch), false);
+        let JoinOutcome::Joined(a) = store.join(&p.visitor_from_cookie(b"c-1"), &research) else {
+            panic!("c-1 should join")
+        };
+        assert_eq!(
+            (a.area, a.occupation, a.industry),
+            ("tokyo", "other", "information_communications")
+        );
+        assert_eq!(a.interests.iter().collect::<Vec<_>>(), ["travel", "food"]);
+        let ads = purpose(Some(ConsentColumn::ConsentAdvertising), false);
+        let JoinOutcome::Joined(b) = store.join(&p.visitor_from_cookie(b"c-3"), &ads) else {
+            panic!("c-3 should join for advertising")
+        };
+        assert_eq!(
+            (b.area, b.occupation, b.industry, b.interests.is_empty()),
+            ("tokyo", "unknown", "unknown", true)
+        );
+        // Not asked for: not read, so unknown.
+        let store = AccountStore::load_attributes(
+            &AccountSource::Csv(path),
+            &p,
+            Attributes {
+                industry: true,
+                ..Attributes::NONE
+            },
+        )
+        .unwrap();
+        let JoinOutcome::Joined(a) = store.join(&p.visitor_from_cookie(b"c-1"), &research) else {
+            panic!("c-1 should join")
+        };
+        assert_eq!(
+            (a.area, a.occupation, a.industry, a.interests.is_empty()),
+            ("unknown", "unknown", "information_communications", true)
+        );
+    }
+
+    /// An export from before `zip_code`, `occupation`, `industry` and `interests` existed.
+    #[test]
+    fn older_exports_without_optional_columns_load_as_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = pseudonymizer();
+        let research = purpose(Some(ConsentColumn::ConsentResearch), false);
+        let check = |store: &AccountStore, label: &str| {
+            assert_eq!(store.stats().accounts, 2, "{label}");
+            let JoinOutcome::Joined(a) = store.join(&p.visitor_from_cookie(b"c-1"), &research)
+            else {
+                panic!("{label}: c-1 should join")
+            };
+            assert_eq!(
+                (
+                    &*a.gender,
+                    a.area,
+                    a.occupation,
+                    a.industry,
+                    a.interests.is_empty()
+                ),
+                ("female", "unknown", "unknown", "unknown", true),
+                "{label}"
+            );
+        };
+        let csv = dir.path().join("old.csv");
+        std::fs::write(
+            &csv,
+            "account_id,cookie_id,birth_date,gender,consent_research,consent_advertising,newsletter_opt_out,deleted\n\
+             A1,c-1,1990-05-01,Female,1,0,0,0\nA2,c-2,,M,0,1,1,0\n",
+        )
+        .unwrap();
+        check(
+            &AccountStore::load(&AccountSource::Csv(csv), &p).unwrap(),
+            "csv",
+        );
+
+        let db = dir.path().join("old.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE accounts (account_id TEXT PRIMARY KEY, birth_date TEXT, gender TEXT, consent_research INTEGER NOT NULL, consent_advertising INTEGER NOT NULL, newsletter_opt_out INTEGER NOT NULL, deleted INTEGER NOT NULL);
+             CREATE TABLE account_cookies (cookie_id TEXT PRIMARY KEY, account_id TEXT NOT NULL);
+             INSERT INTO accounts VALUES ('A1','1990-05-01','Female',1,0,0,0), ('A2',NULL,'M',0,1,1,0);
+             INSERT INTO account_cookies VALUES ('c-1','A1'), ('c-2','A2');",
+        )
+        .unwrap();
+        drop(conn);
+        check(
+            &AccountStore::load(&AccountSource::Sqlite(db), &p).unwrap(),
+            "sqlite",
+        );
+    }
+
+    #[test]
+    fn queries_select_only_wanted_optional_columns() {
+        let none = sqlite_query([false; 4]);
+        assert!(
+            none.contains("a.deleted, NULL, NULL, NULL, NULL FROM accounts a"),
+            "{none}"
+        );
+        let some = sqlite_query([true, false, false, true]);
+        assert!(
+            some.contains(
+                "a.deleted, a.zip_code, NULL, NULL, a.interests FROM accounts a LEFT JOIN"
+            ),
+            "{some}"
+        );
+        let pg = postgres::query([false, true, true, false]);
+        assert!(
+            pg.contains("deleted::int, NULL::text, occupation::text, industry::text, NULL::text FROM logveil_accounts"),
+            "{pg}"
+        );
+        for q in [none, some, pg] {
+            assert!(!q.contains("email") && !q.contains("name"), "{q}");
+        }
+        assert_eq!(
+            Attributes::for_dimensions(&[Dimension::Page, Dimension::Interests, Dimension::Area]),
+            Attributes {
+                area: true,
+                interests: true,
+                ..Attributes::NONE
+            }
         );
     }
 

@@ -1,6 +1,7 @@
-//! The Parquet source: `parquet:PATH`, the columns of the CSV export ([`COLUMNS`]), one row
-//! per account–cookie link. Other columns (e-mail, zip code, …) are left out of the read
-//! by a projection mask, so they are never even decoded; rows are read in batches of
+//! The Parquet source: `parquet:PATH`, the columns of the CSV export ([`COLUMNS`], and of
+//! [`OPTIONAL_COLUMNS`] those the load wants and the file has, as strings), one row per
+//! account–cookie link. Other columns (e-mail, name, …) are left out of the read by a
+//! projection mask, so they are never even decoded; rows are read in batches of
 //! [`BATCH_ROWS`], so memory stays bounded whatever the file's size.
 //!
 //! Accepted types: strings as `Utf8`, `LargeUtf8` or `Utf8View`; `birth_date` as `Date32`
@@ -22,7 +23,7 @@ use arrow_array::types::{
 use arrow_array::{Array, ArrayRef, Date32Array};
 use arrow_schema::DataType;
 
-use crate::{AccountsError, BirthDate, Builder, FLAG_COLUMNS, Row};
+use crate::{AccountsError, BirthDate, Builder, FLAG_COLUMNS, OPTIONAL_COLUMNS, Row};
 
 /// Rows decoded at a time.
 pub const BATCH_ROWS: usize = 8192;
@@ -169,6 +170,25 @@ pub(crate) fn load(path: &Path, builder: &mut Builder<'_>) -> Result<(), Account
         }
         roots.push(index);
     }
+    // Optional columns: projected only when wanted and present.
+    let mut read = [false; 4];
+    for (k, name) in OPTIONAL_COLUMNS.iter().enumerate() {
+        if !builder.wants(k) {
+            continue;
+        }
+        let Some((index, field)) = schema.column_with_name(name) else {
+            continue;
+        };
+        if !Kind::Text.accepts(field.data_type()) {
+            return Err(fail(format!(
+                "column `{name}`: type {} is not supported (expected {})",
+                field.data_type(),
+                Kind::Text.expected()
+            )));
+        }
+        roots.push(index);
+        read[k] = true;
+    }
     let mask = ProjectionMask::roots(reader.parquet_schema(), roots);
     let batches = reader
         .with_projection(mask)
@@ -197,6 +217,10 @@ pub(crate) fn load(path: &Path, builder: &mut Builder<'_>) -> Result<(), Account
                 None => BirthColumn::Text(text("birth_date")?),
             }
         };
+        let mut optional_columns = Vec::with_capacity(4);
+        for (k, name) in OPTIONAL_COLUMNS.iter().enumerate() {
+            optional_columns.push(if read[k] { Some(text(name)?) } else { None });
+        }
         let mut flag_columns = Vec::with_capacity(4);
         for name in FLAG_COLUMNS {
             flag_columns.push(
@@ -224,12 +248,19 @@ pub(crate) fn load(path: &Path, builder: &mut Builder<'_>) -> Result<(), Account
             for (k, read) in flag_columns.iter().enumerate() {
                 flags[k] = read(i).ok_or_else(|| bad(FLAG_COLUMNS[k], "expected 0 or 1"))?;
             }
+            let mut optional = [None; 4];
+            for (k, column) in optional_columns.iter().enumerate() {
+                if let Some(column) = column {
+                    optional[k] = Some(column(i).unwrap_or_default());
+                }
+            }
             builder.add(&Row {
                 account_id: id.as_bytes(),
                 cookie_id: cookie_id(i).map(|c| c.trim_ascii().as_bytes()),
                 birth_date: birth_date.get(i),
                 gender: gender(i).unwrap_or_default(),
                 flags,
+                optional,
             });
         }
     }

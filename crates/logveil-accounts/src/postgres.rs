@@ -2,8 +2,11 @@
 //! the synchronous `postgres` client from the view `logveil_accounts` that a DBA grants to a
 //! read-only role (README, "Accounts").
 //!
-//! The statement is fixed ([`QUERY`]): it names only the columns the pipeline uses, so a
-//! name or e-mail column is never selected even where the view has one. It runs in a
+//! The statement is fixed ([`QUERY`], plus those of the optional columns `zip_code`,
+//! `occupation`, `industry`, `interests` that the load wants and the view has, see
+//! [`query`]; the view's columns are learnt from a statement that is prepared, never run):
+//! it names only the columns the pipeline uses, so a name or e-mail column is never
+//! selected even where the view has one. It runs in a
 //! read-only transaction with `DateStyle` set to ISO so `birth_date::text` is `YYYY-MM-DD`
 //! whether the column is a `date` or text. Flags may be `boolean` or integer 0/1 (`::int`).
 //!
@@ -20,13 +23,33 @@ use std::time::Duration;
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::types::ToSql;
 
-use crate::{AccountsError, BirthDate, Builder, FLAG_COLUMNS, Row};
+use crate::{AccountsError, BirthDate, Builder, FLAG_COLUMNS, OPTIONAL_COLUMNS, Row};
 
-/// The statement the `PostgreSQL` source runs, always: only the pipeline's columns, cast so
-/// that `date` or text birth dates and `boolean` or integer flags all read the same way.
+/// The statement the `PostgreSQL` source runs without optional columns: only the
+/// pipeline's columns, cast so that `date` or text birth dates and `boolean` or integer
+/// flags all read the same way. [`query`] adds the wanted optional columns the view has.
 pub const QUERY: &str = "SELECT account_id::text, cookie_id::text, birth_date::text, gender::text, \
      consent_research::int, consent_advertising::int, newsletter_opt_out::int, deleted::int \
      FROM logveil_accounts";
+
+/// [`QUERY`] with, after the flags, one column per [`OPTIONAL_COLUMNS`] entry: the column
+/// (as text) where `read[i]`, else `NULL`.
+pub fn query(read: [bool; 4]) -> String {
+    let (select, from) = QUERY.split_once(" FROM ").unwrap_or((QUERY, ""));
+    let mut q = select.to_owned();
+    for (name, read) in OPTIONAL_COLUMNS.iter().zip(read) {
+        if read {
+            q.push_str(", ");
+            q.push_str(name);
+            q.push_str("::text");
+        } else {
+            q.push_str(", NULL::text");
+        }
+    }
+    q.push_str(" FROM ");
+    q.push_str(from);
+    q
+}
 
 /// Without `connect_timeout` in the URL, give up connecting after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -131,8 +154,19 @@ impl PostgresSource {
             .map_err(pg_error)?;
         tx.batch_execute("SET LOCAL datestyle = 'ISO, YMD'")
             .map_err(pg_error)?;
+        // The view's column names, from a statement that is prepared, never run.
+        let columns = tx
+            .prepare("SELECT * FROM logveil_accounts WHERE false")
+            .map_err(pg_error)?;
+        let read: [bool; 4] = std::array::from_fn(|k| {
+            builder.wants(k)
+                && columns
+                    .columns()
+                    .iter()
+                    .any(|c| c.name() == OPTIONAL_COLUMNS[k])
+        });
         let mut rows = tx
-            .query_raw(QUERY, std::iter::empty::<&dyn ToSql>())
+            .query_raw(&query(read), std::iter::empty::<&dyn ToSql>())
             .map_err(pg_error)?;
         let mut row_number = 0u64;
         while let Some(row) = rows.next().map_err(pg_error)? {
@@ -161,12 +195,19 @@ impl PostgresSource {
                     _ => return Err(bad(name, "expected 0 or 1")),
                 };
             }
+            let mut optional = [None; 4];
+            for (k, name) in OPTIONAL_COLUMNS.iter().enumerate() {
+                if read[k] {
+                    optional[k] = Some(text(8 + k, name)?.unwrap_or_default());
+                }
+            }
             builder.add(&Row {
                 account_id: account_id.as_bytes(),
                 cookie_id: text(1, "cookie_id")?.map(|c| c.trim_ascii().as_bytes()),
                 birth_date: text(2, "birth_date")?.map_or(BirthDate::Unknown, BirthDate::Text),
                 gender: text(3, "gender")?.unwrap_or_default(),
                 flags,
+                optional,
             });
         }
         drop(rows);

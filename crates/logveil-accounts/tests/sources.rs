@@ -14,7 +14,9 @@ use arrow_array::{
     StringArray, UInt16Array,
 };
 use arrow_schema::{DataType, Field, Schema};
-use logveil_accounts::{AccountSource, AccountStore, AccountsError, JoinOutcome, LoadStats};
+use logveil_accounts::{
+    AccountSource, AccountStore, AccountsError, Attributes, JoinOutcome, LoadStats,
+};
 use logveil_privacy::{ConsentColumn, KeyRing, Pseudonymizer, Purpose};
 use parquet::arrow::ArrowWriter;
 
@@ -75,10 +77,14 @@ fn outcomes(store: &AccountStore, p: &Pseudonymizer) -> Vec<String> {
             let outcome = store.join(&visitor, purpose);
             let kept = match outcome {
                 JoinOutcome::Joined(a) => format!(
-                    "{} {:?} {} {} {} {} {}",
+                    "{} {:?} {} {} {} {} {:?} {} {} {} {}",
                     a.key.to_hex(),
                     a.birth_day,
                     a.gender,
+                    a.area,
+                    a.occupation,
+                    a.industry,
+                    a.interests.iter().collect::<Vec<_>>(),
                     a.consent_research,
                     a.consent_advertising,
                     a.newsletter_opt_out,
@@ -281,6 +287,9 @@ fn parquet_accepts_other_string_date_and_flag_types() {
             ),
             ("cookie_id", text("cookie_id")),
             ("zip_code", text("zip_code")),
+            ("occupation", large("occupation")),
+            ("industry", text("industry")),
+            ("interests", large("interests")),
         ],
     );
     assert_same_as_csv("parquet with other types", &AccountSource::Parquet(path));
@@ -326,6 +335,18 @@ fn parquet_reads_in_batches_and_numbers_rows_across_them() {
     assert_eq!(
         (store.stats().accounts, store.stats().cookie_links),
         (n as u64, n as u64)
+    );
+    // No zip_code, occupation, industry or interests columns (an older export): unknown.
+    let research = &purposes()[0].1;
+    let JoinOutcome::Joined(a) = store.join(
+        &pseudonymizer().visitor_from_cookie(cookies[n - 1].as_bytes()),
+        research,
+    ) else {
+        panic!("the last cookie joins")
+    };
+    assert_eq!(
+        (a.area, a.occupation, a.industry, a.interests.is_empty()),
+        ("unknown", "unknown", "unknown", true)
     );
 
     let e = load(&AccountSource::Parquet(file("bad.parquet", Some(17_000))))
@@ -456,4 +477,54 @@ fn parquet_never_decodes_unused_columns() {
             ..LoadStats::default()
         }
     );
+
+    // A zip_code column the reader could not read either: decoded only when a report
+    // needs `area`.
+    let zip =
+        arrow_array::ListArray::from_iter_primitive::<arrow_array::types::Int32Type, _, _>(vec![
+            Some(vec![Some(1)]),
+            None,
+        ]);
+    let path = write_parquet(
+        dir.path(),
+        "zip.parquet",
+        vec![
+            (
+                "account_id",
+                Arc::new(StringArray::from(vec!["A1", "A2"])) as ArrayRef,
+            ),
+            ("zip_code", Arc::new(zip)),
+            (
+                "cookie_id",
+                Arc::new(StringArray::from(vec![Some("c1"), None])),
+            ),
+            (
+                "birth_date",
+                Arc::new(arrow_array::Date32Array::from(vec![Some(7000), None])),
+            ),
+            ("gender", Arc::new(StringArray::from(vec![Some("F"), None]))),
+            (
+                "consent_research",
+                Arc::new(BooleanArray::from(vec![true, false])),
+            ),
+            (
+                "consent_advertising",
+                Arc::new(BooleanArray::from(vec![true, false])),
+            ),
+            (
+                "newsletter_opt_out",
+                Arc::new(BooleanArray::from(vec![true, false])),
+            ),
+            ("deleted", Arc::new(BooleanArray::from(vec![false, false]))),
+        ],
+    );
+    let source = AccountSource::Parquet(path);
+    let without_area = Attributes {
+        area: false,
+        ..Attributes::ALL
+    };
+    let store = AccountStore::load_attributes(&source, &pseudonymizer(), without_area).unwrap();
+    assert_eq!(store.stats().accounts, 2);
+    let e = load(&source).unwrap_err().to_string();
+    assert!(e.contains("column `zip_code`: type List"), "{e}");
 }

@@ -1,4 +1,9 @@
 //! Generalised quasi-identifiers: what an account's attributes may become in a report.
+//!
+//! Every function maps stored text to a `&'static str` from a documented list, so the
+//! stored text can be dropped as soon as a row is read: age band, gender, area
+//! ([`crate::area`]), occupation ([`OCCUPATIONS`]), industry ([`INDUSTRIES`]) and
+//! interests ([`INTERESTS`], multi-valued).
 
 use logveil_parse::time::civil_from_days;
 
@@ -45,6 +50,212 @@ pub fn gender(stored: &str) -> Box<str> {
     }
 }
 
+/// Label for a non-empty value that is not in a dimension's documented list.
+pub const OTHER: &str = "other";
+
+/// Top-level occupations: the values of the `occupation` dimension (besides [`OTHER`] and
+/// [`UNKNOWN`]).
+pub const OCCUPATIONS: [&str; 10] = [
+    "office_worker",
+    "executive",
+    "professional",
+    "public_servant",
+    "self_employed",
+    "part_time",
+    "student",
+    "homemaker",
+    "retired",
+    "unemployed",
+];
+
+/// Other spellings of [`OCCUPATIONS`] that registration forms produce (compared like
+/// values: trimmed, case-insensitive, `-`, `_` and space alike).
+const OCCUPATION_ALIASES: &[(&str, &str)] = &[
+    ("company_employee", "office_worker"),
+    ("employee", "office_worker"),
+    ("salaried", "office_worker"),
+    ("salaryman", "office_worker"),
+    ("manager", "executive"),
+    ("company_executive", "executive"),
+    ("civil_servant", "public_servant"),
+    ("government_employee", "public_servant"),
+    ("self_employed_business_owner", "self_employed"),
+    ("business_owner", "self_employed"),
+    ("freelancer", "self_employed"),
+    ("part_timer", "part_time"),
+    ("arubaito", "part_time"),
+    ("housewife", "homemaker"),
+    ("househusband", "homemaker"),
+    ("pensioner", "retired"),
+    ("job_seeker", "unemployed"),
+];
+
+/// The industry divisions of the Japan Standard Industrial Classification (JSIC, rev. 14,
+/// divisions A–S) in short English: the values of the `industry` dimension (besides
+/// [`OTHER`], which includes division T "industries unable to classify", and [`UNKNOWN`]).
+pub const INDUSTRIES: [&str; 19] = [
+    "agriculture_forestry",       // A
+    "fisheries",                  // B
+    "mining",                     // C
+    "construction",               // D
+    "manufacturing",              // E
+    "utilities",                  // F electricity, gas, heat supply and water
+    "information_communications", // G
+    "transport_postal",           // H
+    "wholesale_retail",           // I
+    "finance_insurance",          // J
+    "real_estate",                // K real estate and goods rental and leasing
+    "professional_services",      // L scientific research, professional and technical services
+    "accommodation_food",         // M accommodations, eating and drinking services
+    "personal_services",          // N living-related and personal services, amusement
+    "education",                  // O education, learning support
+    "healthcare_welfare",         // P medical, health care and welfare
+    "compound_services",          // Q post offices, cooperatives
+    "other_services",             // R services, n.e.c.
+    "government",                 // S
+];
+
+const INDUSTRY_ALIASES: &[(&str, &str)] = &[
+    ("agriculture", "agriculture_forestry"),
+    ("forestry", "agriculture_forestry"),
+    ("fishing", "fisheries"),
+    ("energy", "utilities"),
+    ("it", "information_communications"),
+    ("information_technology", "information_communications"),
+    ("telecommunications", "information_communications"),
+    ("media", "information_communications"),
+    ("transport", "transport_postal"),
+    ("transportation", "transport_postal"),
+    ("logistics", "transport_postal"),
+    ("retail", "wholesale_retail"),
+    ("wholesale", "wholesale_retail"),
+    ("finance", "finance_insurance"),
+    ("banking", "finance_insurance"),
+    ("insurance", "finance_insurance"),
+    ("hotels,_restaurants_&_leisure", "accommodation_food"),
+    ("hospitality", "accommodation_food"),
+    ("restaurants", "accommodation_food"),
+    ("healthcare", "healthcare_welfare"),
+    ("medical", "healthcare_welfare"),
+    ("public_sector", "government"),
+    ("public_administration", "government"),
+];
+
+/// Interests a registration form offers: the values of the `interests` dimension (besides
+/// [`OTHER`] and [`UNKNOWN`]). At most 31, so that [`Interests`] fits a `u32`.
+pub const INTERESTS: [&str; 14] = [
+    "travel",
+    "food",
+    "onsen",
+    "hiking",
+    "history",
+    "shopping",
+    "nightlife",
+    "culture",
+    "nature",
+    "skiing",
+    "beaches",
+    "festivals",
+    "anime",
+    "photography",
+];
+
+const INTEREST_ALIASES: &[(&str, &str)] = &[
+    ("hot_springs", "onsen"),
+    ("hot_spring", "onsen"),
+    ("gourmet", "food"),
+    ("temples", "history"),
+    ("outdoors", "nature"),
+    ("ski", "skiing"),
+    ("beach", "beaches"),
+    ("manga", "anime"),
+];
+
+/// Whether `value` (already trimmed) spells `canonical`: ASCII case-insensitive, with `-`,
+/// `_` and space treated alike.
+fn spells(value: &str, canonical: &str) -> bool {
+    let fold = |b: u8| match b {
+        b'-' | b' ' => b'_',
+        b => b.to_ascii_lowercase(),
+    };
+    value.len() == canonical.len()
+        && value
+            .bytes()
+            .zip(canonical.bytes())
+            .all(|(a, b)| fold(a) == fold(b))
+}
+
+/// `stored`, trimmed, as one of `values` (directly or through `aliases`); non-empty text
+/// that matches none is [`OTHER`], empty text [`UNKNOWN`].
+fn one_of(stored: &str, values: &[&'static str], aliases: &[(&str, &'static str)]) -> &'static str {
+    let v = stored.trim();
+    if v.is_empty() {
+        return UNKNOWN;
+    }
+    values
+        .iter()
+        .copied()
+        .find(|c| spells(v, c))
+        .or_else(|| aliases.iter().find(|(a, _)| spells(v, a)).map(|(_, c)| *c))
+        .unwrap_or(OTHER)
+}
+
+/// The top-level occupation ([`OCCUPATIONS`]) of a stored occupation, or [`OTHER`] /
+/// [`UNKNOWN`].
+pub fn occupation(stored: &str) -> &'static str {
+    one_of(stored, &OCCUPATIONS, OCCUPATION_ALIASES)
+}
+
+/// The JSIC division ([`INDUSTRIES`]) of a stored industry, or [`OTHER`] / [`UNKNOWN`].
+pub fn industry(stored: &str) -> &'static str {
+    one_of(stored, &INDUSTRIES, INDUSTRY_ALIASES)
+}
+
+/// A set of [`INTERESTS`] plus [`OTHER`]: bit `i` is `INTERESTS[i]`, bit `INTERESTS.len()`
+/// is [`OTHER`]. Empty means unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Interests(u32);
+
+impl Interests {
+    const OTHER_BIT: u32 = 1 << INTERESTS.len();
+
+    /// Parses a stored `|`-separated list (`food|onsen`): each item trimmed and matched
+    /// like [`occupation`]; items not in [`INTERESTS`] count once as [`OTHER`]; empty
+    /// items are skipped.
+    pub fn parse(stored: &str) -> Self {
+        let mut bits = 0;
+        for item in stored.split('|').map(str::trim).filter(|i| !i.is_empty()) {
+            bits |= match one_of(item, &INTERESTS, INTEREST_ALIASES) {
+                OTHER => Self::OTHER_BIT,
+                v => INTERESTS
+                    .iter()
+                    .position(|c| *c == v)
+                    .map_or(Self::OTHER_BIT, |i| 1 << i),
+            };
+        }
+        Self(bits)
+    }
+
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The values in [`INTERESTS`] order, [`OTHER`] last.
+    pub fn iter(self) -> impl Iterator<Item = &'static str> {
+        INTERESTS
+            .iter()
+            .copied()
+            .chain(std::iter::once(OTHER))
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, v)| v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +290,70 @@ mod tests {
         assert_eq!(&*gender("Female"), "female");
         assert_eq!(&*gender("  "), "unknown");
         assert_eq!(&*gender("M"), "m");
+    }
+
+    #[test]
+    fn occupations_map_to_top_level_values() {
+        for (stored, want) in [
+            ("Company employee", "office_worker"),
+            ("  office worker ", "office_worker"),
+            ("Self-employed", "self_employed"),
+            ("self_employed", "self_employed"),
+            ("Student", "student"),
+            ("RETIRED", "retired"),
+            ("Homemaker", "homemaker"),
+            ("Public servant", "public_servant"),
+            ("Part-time", "part_time"),
+            ("Consultant, independent", "other"),
+            ("Artist (\"freelance\")", "other"),
+            ("Other", "other"),
+            ("", "unknown"),
+            ("   ", "unknown"),
+        ] {
+            assert_eq!(occupation(stored), want, "{stored}");
+        }
+        for v in OCCUPATIONS {
+            assert_eq!(occupation(v), v);
+        }
+    }
+
+    #[test]
+    fn industries_map_to_jsic_divisions() {
+        for (stored, want) in [
+            ("IT", "information_communications"),
+            ("it", "information_communications"),
+            ("Manufacturing", "manufacturing"),
+            ("Finance", "finance_insurance"),
+            ("Retail", "wholesale_retail"),
+            ("Healthcare", "healthcare_welfare"),
+            ("Education", "education"),
+            ("Hotels, restaurants & leisure", "accommodation_food"),
+            ("Public sector", "government"),
+            ("Tourism", "other"),
+            ("Information and communications", "other"),
+            ("", "unknown"),
+        ] {
+            assert_eq!(industry(stored), want, "{stored}");
+        }
+        for v in INDUSTRIES {
+            assert_eq!(industry(v), v);
+            assert!(!v.contains(' ') && v == v.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn interests_are_a_set_with_other() {
+        let i = Interests::parse("food|onsen");
+        assert_eq!(i.iter().collect::<Vec<_>>(), ["food", "onsen"]);
+        assert_eq!(i.len(), 2);
+        let i = Interests::parse(" Onsen | hot springs|karaoke||FOOD|bowling|food ");
+        assert_eq!(i.iter().collect::<Vec<_>>(), ["food", "onsen", "other"]);
+        assert_eq!(i.len(), 3);
+        assert!(Interests::parse("").is_empty());
+        assert!(Interests::parse(" | ").is_empty());
+        assert_eq!(Interests::parse("").iter().count(), 0);
+        let all = Interests::parse(&INTERESTS.join("|"));
+        assert_eq!(all.iter().collect::<Vec<_>>(), INTERESTS);
+        assert!(INTERESTS.len() < 31);
     }
 }

@@ -9,10 +9,12 @@
 //! - [`sanitize`] reduces free text to what reports may carry: [`Page`], [`ReferrerDomain`], a bot flag.
 //! - [`classify`] reduces the user agent to the bot flag, a [`DeviceClass`] and a [`BrowserFamily`]
 //!   (static, table-driven, no allocation).
-//! - [`generalize`] maps quasi-identifiers to coarse bands (age band, gender).
+//! - [`generalize`] maps quasi-identifiers to coarse values (age band, gender, occupation,
+//!   industry, interests); [`area`] maps Japanese postal codes to prefectures.
 //! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
 //! - [`audit`] is the hash-chained log of re-identification lookups (`logveil lookup`).
 
+pub mod area;
 pub mod audit;
 pub mod classify;
 pub mod client;

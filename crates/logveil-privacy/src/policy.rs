@@ -53,6 +53,15 @@ pub enum Dimension {
     UtmCampaign,
     /// The first of the pipeline's `[pages] templates` the page matches, or `(other)`.
     PageGroup,
+    /// Prefecture of a joined account's postal code ([`crate::area`]); `unknown` otherwise.
+    Area,
+    /// Top-level occupation of a joined account ([`crate::generalize::OCCUPATIONS`]).
+    Occupation,
+    /// JSIC division of a joined account's industry ([`crate::generalize::INDUSTRIES`]).
+    Industry,
+    /// Interests of a joined account ([`crate::generalize::INTERESTS`]): multi-valued, a
+    /// view counts once in the cell of each interest. Class sensitive.
+    Interests,
 }
 
 /// How identifying a dimension is; audiences allow whole classes or single dimensions.
@@ -88,7 +97,7 @@ impl fmt::Display for DimensionClass {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 12] = [
+    pub const ALL: [Dimension; 16] = [
         Self::Page,
         Self::ReferrerDomain,
         Self::StatusClass,
@@ -101,6 +110,10 @@ impl Dimension {
         Self::UtmMedium,
         Self::UtmCampaign,
         Self::PageGroup,
+        Self::Area,
+        Self::Occupation,
+        Self::Industry,
+        Self::Interests,
     ];
 
     /// The dimension's class in the catalogue.
@@ -115,7 +128,10 @@ impl Dimension {
             | Self::UtmMedium
             | Self::UtmCampaign
             | Self::PageGroup => DimensionClass::Public,
-            Self::AgeBand | Self::Gender => DimensionClass::QuasiIdentifier,
+            Self::AgeBand | Self::Gender | Self::Area | Self::Occupation | Self::Industry => {
+                DimensionClass::QuasiIdentifier
+            }
+            Self::Interests => DimensionClass::Sensitive,
             Self::IpPrefix => DimensionClass::Pseudonymous,
         }
     }
@@ -134,6 +150,10 @@ impl Dimension {
             Self::UtmMedium => "utm_medium",
             Self::UtmCampaign => "utm_campaign",
             Self::PageGroup => "page_group",
+            Self::Area => "area",
+            Self::Occupation => "occupation",
+            Self::Industry => "industry",
+            Self::Interests => "interests",
         }
     }
 
@@ -149,7 +169,15 @@ impl Dimension {
 
     /// Whether the dimension comes from the accounts database (and so needs a join).
     pub const fn needs_account(self) -> bool {
-        matches!(self, Self::AgeBand | Self::Gender)
+        matches!(
+            self,
+            Self::AgeBand
+                | Self::Gender
+                | Self::Area
+                | Self::Occupation
+                | Self::Industry
+                | Self::Interests
+        )
     }
 
     pub fn allowed_names() -> String {
@@ -428,6 +456,50 @@ purposes = ["anonymous_reporting"]
         );
         for d in Dimension::ALL {
             assert!(!d.as_str().is_empty() && !d.class().as_str().is_empty());
+        }
+    }
+
+    #[test]
+    fn account_dimensions_parse_and_interests_need_sensitive() {
+        #[derive(Deserialize)]
+        struct D {
+            d: Vec<Dimension>,
+        }
+        let parsed: D =
+            toml::from_str("d = [\"area\", \"occupation\", \"industry\", \"interests\"]").unwrap();
+        assert_eq!(
+            parsed.d,
+            [
+                Dimension::Area,
+                Dimension::Occupation,
+                Dimension::Industry,
+                Dimension::Interests
+            ]
+        );
+        for d in &parsed.d {
+            assert!(d.needs_account());
+            assert_eq!(d.as_str(), format!("{d:?}").to_lowercase());
+        }
+        assert_eq!(Dimension::Interests.class(), DimensionClass::Sensitive);
+        for d in [Dimension::Area, Dimension::Occupation, Dimension::Industry] {
+            assert_eq!(d.class(), DimensionClass::QuasiIdentifier);
+        }
+        let audience =
+            |extra: &str| -> Audience { toml::from_str(&format!("k_min = 1\n{extra}")).unwrap() };
+        let internal = audience("classes = [\"public\", \"quasi_identifier\"]");
+        assert!(internal.allows(Dimension::Area).is_ok());
+        assert!(internal.allows(Dimension::Industry).is_ok());
+        let e = internal.allows(Dimension::Interests).unwrap_err();
+        assert_eq!(
+            e,
+            "`interests` (sensitive) is not allowed (allowed: public, quasi_identifier)"
+        );
+        let research = audience("classes = [\"public\", \"quasi_identifier\", \"sensitive\"]");
+        assert!(research.allows(Dimension::Interests).is_ok());
+        assert!(research.allows(Dimension::IpPrefix).is_err());
+        let partner = audience("dimensions = [\"age_band\", \"gender\"]");
+        for d in parsed.d {
+            assert!(partner.allows(d).is_err());
         }
     }
 

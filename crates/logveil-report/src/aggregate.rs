@@ -156,20 +156,24 @@ impl ReportState {
             .iter()
             .map(|d| dimension_value(*d, event, account, local_day))
             .collect();
-        let cell = self
-            .cells
-            .entry(CellKey {
-                bucket,
-                partition_day,
-                dims,
-                visitor: visitor_id.map(|v| (v, Arc::clone(&event.key_id))),
-            })
-            .or_default();
-        cell.views += 1;
-        cell.bytes += event.bytes;
-        cell.visitors.insert(event.visitor);
-        if let Some(account) = account {
-            cell.accounts.insert(account.key);
+        // `interests` is multi-valued: the view also counts in the cell of each further interest.
+        let more = other_interest_dims(spec, account, &dims);
+        for dims in std::iter::once(dims).chain(more) {
+            let cell = self
+                .cells
+                .entry(CellKey {
+                    bucket,
+                    partition_day,
+                    dims,
+                    visitor: visitor_id.map(|v| (v, Arc::clone(&event.key_id))),
+                })
+                .or_default();
+            cell.views += 1;
+            cell.bytes += event.bytes;
+            cell.visitors.insert(event.visitor);
+            if let Some(account) = account {
+                cell.accounts.insert(account.key);
+            }
         }
     }
 
@@ -217,6 +221,36 @@ fn status_class(status: Option<u16>) -> Arc<str> {
     }
 }
 
+/// For a report with `interests` and a joined account with several interests: `dims` (whose
+/// `interests` value is the first interest, see [`dimension_value`]) with each further
+/// interest instead. Empty (and no allocation) otherwise.
+fn other_interest_dims(
+    spec: &ReportSpec,
+    account: Option<&logveil_accounts::Account>,
+    dims: &[Arc<str>],
+) -> Vec<Box<[Arc<str>]>> {
+    let Some(account) = account.filter(|a| a.interests.len() > 1) else {
+        return Vec::new();
+    };
+    let Some(i) = spec
+        .dimensions
+        .iter()
+        .position(|d| *d == Dimension::Interests)
+    else {
+        return Vec::new();
+    };
+    account
+        .interests
+        .iter()
+        .skip(1)
+        .map(|interest| {
+            let mut other: Box<[Arc<str>]> = dims.into();
+            other[i] = Arc::from(interest);
+            other
+        })
+        .collect()
+}
+
 fn dimension_value(
     dim: Dimension,
     event: &Event,
@@ -247,6 +281,15 @@ fn dimension_value(
             .page_group
             .as_ref()
             .map_or_else(|| Arc::from("-"), PageGroup::shared),
+        Dimension::Area => Arc::from(account.map_or(UNKNOWN, |a| a.area)),
+        Dimension::Occupation => Arc::from(account.map_or(UNKNOWN, |a| a.occupation)),
+        Dimension::Industry => Arc::from(account.map_or(UNKNOWN, |a| a.industry)),
+        // Multi-valued: the first interest here, the others from `other_interest_dims`.
+        Dimension::Interests => Arc::from(
+            account
+                .and_then(|a| a.interests.iter().next())
+                .unwrap_or(UNKNOWN),
+        ),
     }
 }
 

@@ -46,6 +46,7 @@ CREATE TABLE account_cookies (
 );
 CREATE VIEW logveil_accounts AS
   SELECT a.account_id, c.cookie_id, a.birth_date, a.gender,
+         a.zip_code, a.occupation, a.industry, a.interests,
          a.consent_research, a.consent_advertising, a.newsletter_opt_out, a.deleted
   FROM accounts a LEFT JOIN account_cookies c ON c.account_id = a.account_id;
 GRANT SELECT ON logveil_accounts TO logveil_reader;
