@@ -97,6 +97,13 @@ impl RootKey {
         self.not_before_day
     }
 
+    /// The secret that seeds differential-privacy noise for releases of days this key
+    /// covers (`logveil_report::dp::seed_for`): with it the noise could be subtracted, so it
+    /// never leaves the process.
+    pub fn noise_secret(&self) -> Zeroizing<[u8; 32]> {
+        self.derive("logveil 2026-11-29 dp noise secret v1")
+    }
+
     /// A subkey for one use, bound to this root key by a fixed context string.
     pub(crate) fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.secret.expose_secret()))

@@ -248,6 +248,75 @@ pub struct Audience {
     /// Purposes this audience may receive reports for; empty means any.
     #[serde(default)]
     pub purposes: Vec<String>,
+    /// Clients outside the site: complementary suppression is on by default and files are
+    /// `statistics` by default.
+    #[serde(default)]
+    pub external: bool,
+    /// Withhold further cells so no withheld cell can be derived from published cells and
+    /// totals; default: `external`.
+    #[serde(default)]
+    pub complementary_suppression: Option<bool>,
+    /// `internal-pseudonymous` or `statistics` (written as `logveil.legal_class`); default:
+    /// `statistics` for external audiences, `internal-pseudonymous` otherwise.
+    #[serde(default)]
+    pub legal_class: Option<String>,
+    /// Differential privacy for every report of this audience.
+    #[serde(default)]
+    pub dp: Option<AudienceDp>,
+}
+
+/// `[audience.NAME.dp]`: differential privacy parameters, as exact decimals or fractions
+/// (`"0.5"`, `"1e-6"`, `"1/3"`; TOML numbers are accepted too). Validated by the pipeline
+/// loader, which knows the exact arithmetic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceDp {
+    /// ε of each bucket's release.
+    #[serde(deserialize_with = "number_text")]
+    pub epsilon: String,
+    /// δ of each bucket's release (the chance a key with one visitor is released anyway).
+    #[serde(deserialize_with = "number_text")]
+    pub delta: String,
+    /// Cells one visitor may add to per bucket (more are dropped at random).
+    #[serde(default = "one")]
+    pub max_cells_per_visitor: u64,
+    /// Views one visitor may add to one cell (more are clamped).
+    #[serde(default = "one")]
+    pub max_views_per_cell: u64,
+    /// Total ε this audience may receive per `budget_period`.
+    #[serde(deserialize_with = "number_text")]
+    pub budget_epsilon: String,
+    /// Total δ per `budget_period`.
+    #[serde(deserialize_with = "number_text")]
+    pub budget_delta: String,
+    /// `day` or `month` (of the partition released).
+    #[serde(default = "month")]
+    pub budget_period: String,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn month() -> String {
+    "month".to_owned()
+}
+
+/// A number written as a string or as a TOML number, kept as text for exact parsing.
+fn number_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Text(String),
+        Int(u64),
+        Float(f64),
+    }
+    Ok(match Number::deserialize(d)? {
+        Number::Text(t) => t,
+        Number::Int(i) => i.to_string(),
+        // Rust prints the shortest text that reads back as the same double: `0.1`, `1e-6`.
+        Number::Float(f) => format!("{f:?}"),
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -40,16 +40,32 @@ pub struct CellKey {
 pub struct CellState {
     pub views: u64,
     pub bytes: u64,
-    pub visitors: HashSet<Pseudonym>,
+    /// Each visitor pseudonym with its views in this cell: the distinct count is the
+    /// map's length; the per-visitor views are what differential privacy bounds.
+    #[serde(with = "visitors_as_pairs")]
+    pub visitors: HashMap<Pseudonym, u64>,
     pub accounts: HashSet<Pseudonym>,
 }
 
 impl CellState {
-    fn merge(&mut self, other: CellState) {
+    /// Folds `other` (the same cell over other lines) into `self`.
+    pub fn merge(&mut self, other: CellState) {
         self.views += other.views;
         self.bytes += other.bytes;
-        self.visitors.extend(other.visitors);
+        for (visitor, views) in other.visitors {
+            *self.visitors.entry(visitor).or_default() += views;
+        }
         self.accounts.extend(other.accounts);
+    }
+
+    /// Like [`CellState::merge`], without consuming `other`.
+    pub fn merge_ref(&mut self, other: &CellState) {
+        self.views += other.views;
+        self.bytes += other.bytes;
+        for (visitor, views) in &other.visitors {
+            *self.visitors.entry(*visitor).or_default() += views;
+        }
+        self.accounts.extend(other.accounts.iter().copied());
     }
 }
 
@@ -141,7 +157,7 @@ impl ReportState {
         if !keys.contains(&event.key_id) {
             keys.insert(Arc::clone(&event.key_id));
         }
-        if !event.is_view(spec.include_bots) {
+        if !spec.filters.admits(event, spec.include_bots) {
             return;
         }
         if let Some(joins) = &mut self.joins {
@@ -170,7 +186,7 @@ impl ReportState {
                 .or_default();
             cell.views += 1;
             cell.bytes += event.bytes;
-            cell.visitors.insert(event.visitor);
+            *cell.visitors.entry(event.visitor).or_default() += 1;
             if let Some(account) = account {
                 cell.accounts.insert(account.key);
             }
@@ -290,6 +306,29 @@ fn dimension_value(
                 .and_then(|a| a.interests.iter().next())
                 .unwrap_or(UNKNOWN),
         ),
+    }
+}
+
+/// Visitor maps go as a list of pairs, like cells.
+mod visitors_as_pairs {
+    use super::{HashMap, Pseudonym};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &HashMap<Pseudonym, u64>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut pairs: Vec<(&Pseudonym, &u64)> = map.iter().collect();
+        pairs.sort_unstable();
+        pairs.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<Pseudonym, u64>, D::Error> {
+        Ok(Vec::<(Pseudonym, u64)>::deserialize(d)?
+            .into_iter()
+            .collect())
     }
 }
 

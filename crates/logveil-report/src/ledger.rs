@@ -174,6 +174,16 @@ impl Ledger {
         spends: &[Spend],
         budget: &Budget,
     ) -> Result<(), LedgerError> {
+        self.check_and_spend_with(spends, |_| *budget)
+    }
+
+    /// [`Ledger::check_and_spend`] with a budget per audience: all spends of all audiences
+    /// are recorded, or none.
+    pub fn check_and_spend_with(
+        &mut self,
+        spends: &[Spend],
+        budget_of: impl Fn(&str) -> Budget,
+    ) -> Result<(), LedgerError> {
         for spend in spends {
             validate(spend)?;
         }
@@ -197,6 +207,7 @@ impl Ledger {
             .map(|s| (s.audience.as_str(), s.period.as_str()))
             .collect();
         for (audience, period) in groups {
+            let budget = budget_of(audience);
             let in_group = |s: &&Spend| s.audience == audience && s.period == period;
             let overflow = || LedgerError::Overflow {
                 audience: audience.to_owned(),

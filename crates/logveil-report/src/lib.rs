@@ -20,4 +20,4 @@ pub mod write;
 
 pub use aggregate::{CellKey, CellState, JoinCounts, ReportState};
 pub use calendar::Calendar;
-pub use spec::{Bucket, Metric, ReportSpec};
+pub use spec::{Bucket, BudgetPeriod, DpSpec, Filters, LegalClass, Metric, ReportSpec};

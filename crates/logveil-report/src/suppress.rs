@@ -42,6 +42,11 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+/// A table value marking a combination with no data (a structural zero): it counts 0 in the
+/// margins, and a reader may know it is zero, so it is picked as a complementary cell only
+/// as a last resort.
+pub const STRUCTURAL_ZERO: u64 = u64::MAX;
+
 /// Why a suppression problem was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SuppressError {
@@ -98,6 +103,11 @@ impl Grid {
         let mut value = vec![0_u128; r * c];
         for (i, line) in table.iter().enumerate() {
             for (j, &v) in line.iter().enumerate() {
+                if v == STRUCTURAL_ZERO {
+                    // Adds nothing to the margins; chosen only when nothing else will do.
+                    value[i * c + j] = u128::MAX;
+                    continue;
+                }
                 let v = u128::from(v);
                 value[i * c + j] = v;
                 value[i * c + cols] += v;

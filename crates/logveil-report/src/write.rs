@@ -11,8 +11,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arrow_array::types::Int32Type;
 use arrow_array::{
-    ArrayRef, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, Date32Array, DictionaryArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::ArrowWriter;
@@ -51,6 +53,15 @@ pub enum WriteError {
 /// Columns of pseudonymous exports: the audience pseudonym and the key that made it.
 pub const VISITOR_ID: &str = "visitor_id";
 pub const KEY_ID: &str = "key_id";
+/// Column of reports with `totals = true`: null for ordinary rows, `bucket` or
+/// `first_dimension` for total rows (whose summed-over dimensions are null).
+pub const TOTAL: &str = "total";
+
+/// Dimension columns: dictionary-encoded strings (few distinct values, many rows), which
+/// pandas reads as `category`, polars as `Categorical`, `DuckDB` and Spark as strings.
+fn dictionary() -> DataType {
+    DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
+}
 
 /// The Arrow schema of a report's files.
 pub fn schema(spec: &ReportSpec) -> Schema {
@@ -69,10 +80,13 @@ pub fn schema(spec: &ReportSpec) -> Schema {
         fields.push(Field::new(VISITOR_ID, DataType::Utf8, false));
         fields.push(Field::new(KEY_ID, DataType::Utf8, false));
     }
+    if spec.totals {
+        fields.push(Field::new(TOTAL, dictionary(), true));
+    }
     fields.extend(
         spec.dimensions
             .iter()
-            .map(|d| Field::new(d.as_str(), DataType::Utf8, false)),
+            .map(|d| Field::new(d.as_str(), dictionary(), spec.totals)),
     );
     fields.extend(
         spec.metrics
@@ -112,10 +126,26 @@ fn record_batch(
             |r| visitor(r).map(|(_, k)| k.to_string()).unwrap_or_default(),
         ))));
     }
+    if spec.totals {
+        let totals: DictionaryArray<Int32Type> = rows
+            .iter()
+            .map(|r| r.total.map(crate::disclose::Total::as_str))
+            .collect();
+        columns.push(Arc::new(totals));
+    }
     for i in 0..spec.dimensions.len() {
-        columns.push(Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| &*r.key.dims[i]),
-        )));
+        // In a total row the dimensions it sums over are null: all of them for a bucket
+        // total, all but the first for a first-dimension total.
+        let kept = |r: &PublishedRow| match r.total {
+            None => true,
+            Some(crate::disclose::Total::Bucket) => false,
+            Some(crate::disclose::Total::FirstDimension) => i == 0,
+        };
+        let values: DictionaryArray<Int32Type> = rows
+            .iter()
+            .map(|r| kept(r).then(|| &*r.key.dims[i]))
+            .collect();
+        columns.push(Arc::new(values));
     }
     for metric in &spec.metrics {
         let value = |r: &PublishedRow| -> i64 {
@@ -132,6 +162,33 @@ fn record_batch(
         )));
     }
     RecordBatch::try_new(schema, columns)
+}
+
+/// The `logveil.disclosure` entry: which regime of [`crate::disclose`] the file went through.
+pub fn disclosure_label(spec: &ReportSpec) -> String {
+    if spec.visitor_id {
+        return "pseudonymous_export(one row per visitor; no threshold)".to_owned();
+    }
+    match &spec.dp {
+        Some(dp) => format!(
+            "differential_privacy(discrete_laplace; epsilon={} delta={} per bucket; max_cells_per_visitor={} max_views_per_cell={}; keys={}; noisy k_min={})",
+            dp.epsilon,
+            dp.delta,
+            dp.max_cells_per_visitor,
+            dp.max_views_per_cell,
+            if dp.public_keys {
+                "public"
+            } else {
+                "thresholded"
+            },
+            spec.k_min
+        ),
+        None if spec.complementary_suppression => format!(
+            "k_threshold(k_min={}) + complementary_suppression",
+            spec.k_min
+        ),
+        None => format!("k_threshold(k_min={})", spec.k_min),
+    }
 }
 
 /// Provenance written into every file's key-value metadata.
@@ -180,14 +237,7 @@ pub fn write_partition(
         ),
         KeyValue::new("logveil.key_id".into(), provenance.key_id.clone()),
         KeyValue::new("logveil.k_min".into(), spec.k_min.to_string()),
-        KeyValue::new(
-            "logveil.disclosure".into(),
-            if spec.visitor_id {
-                "pseudonymous_export(one row per visitor; no threshold)".to_owned()
-            } else {
-                format!("k_threshold(k_min={})", spec.k_min)
-            },
-        ),
+        KeyValue::new("logveil.disclosure".into(), disclosure_label(spec)),
         KeyValue::new("logveil.pseudonymous".into(), spec.visitor_id.to_string()),
     ];
     metadata.extend(
