@@ -14,7 +14,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use rusqlite::{Connection, params};
 
-use crate::catalog::{AGE_BANDS, GENDERS, INDUSTRIES, INTERESTS, OCCUPATIONS};
+use crate::catalog::{AGE_BANDS, GENDERS, INDUSTRIES, INTERESTS, OCCUPATIONS, ZIP_AREAS};
 use crate::rng::Rng;
 
 pub const ACCOUNTS: usize = 600;
@@ -37,12 +37,41 @@ pub struct Account {
     pub occupation: &'static str,
     pub industry: &'static str,
     pub interests: String,
+    /// What logveil should make of `zip_code`, `occupation`, `industry` and `interests`:
+    /// the generator's own labels (catalog), for truth.json.
+    pub labels: Labels,
     pub consent_research: bool,
     pub consent_advertising: bool,
     pub newsletter_opt_out: bool,
     pub deleted: bool,
     /// Linked `jt_uid` values, at least one.
     pub cookies: Vec<String>,
+}
+
+/// The generalised values an account should get (see [`Account::labels`]).
+#[derive(Debug, Clone)]
+pub struct Labels {
+    pub area: &'static str,
+    pub occupation: &'static str,
+    pub industry: &'static str,
+    /// Distinct, sorted; empty when the account has none.
+    pub interests: Vec<&'static str>,
+}
+
+/// `template` with each `#` replaced by the next digit of `digits` (four, zero-padded).
+fn fill_zip(template: &str, digits: u64) -> String {
+    let digits = format!("{digits:04}");
+    let mut digits = digits.chars();
+    template
+        .chars()
+        .map(|c| {
+            if c == '#' {
+                digits.next().unwrap_or('0')
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 impl Account {
@@ -99,14 +128,28 @@ pub fn generate(seed: u64, used_cookies: &mut BTreeSet<String>) -> Vec<Account> 
             Some((2026 - age - i64::from(later), month, day))
         };
         let gender = GENDERS[rng.weighted(GENDERS.iter().map(|g| g.1))].0;
-        let zip_code = format!("{:03}-{:04}", rng.range(1, 999), rng.below(10_000));
-        let occupation = OCCUPATIONS[rng.weighted(OCCUPATIONS.iter().map(|o| o.1))].0;
-        let industry = INDUSTRIES[rng.weighted(INDUSTRIES.iter().map(|o| o.1))].0;
-        let interests: Vec<&str> = INTERESTS
+        // One draw each, as before the templates, so the other streams stay the same.
+        let (zip_template, area) = ZIP_AREAS[rng.index(ZIP_AREAS.len())];
+        let zip_code = fill_zip(zip_template, rng.below(10_000));
+        let (occupation, _, occupation_label) =
+            OCCUPATIONS[rng.weighted(OCCUPATIONS.iter().map(|o| o.1))];
+        let (industry, _, industry_label) =
+            INDUSTRIES[rng.weighted(INDUSTRIES.iter().map(|o| o.1))];
+        let interests: Vec<(&str, &'static str)> = INTERESTS
             .iter()
             .copied()
             .filter(|_| rng.chance(300))
             .collect();
+        let mut interest_labels: Vec<&'static str> = interests.iter().map(|i| i.1).collect();
+        interest_labels.sort_unstable();
+        interest_labels.dedup();
+        let labels = Labels {
+            area,
+            occupation: occupation_label,
+            industry: industry_label,
+            interests: interest_labels,
+        };
+        let interests: Vec<&str> = interests.iter().map(|i| i.0).collect();
         let consent_research = i < PINNED || rng.chance(700);
         let consent_advertising = rng.chance(400);
         let newsletter_opt_out = rng.chance(200);
@@ -124,6 +167,7 @@ pub fn generate(seed: u64, used_cookies: &mut BTreeSet<String>) -> Vec<Account> 
             occupation,
             industry,
             interests: interests.join("|"),
+            labels,
             consent_research,
             consent_advertising,
             newsletter_opt_out,

@@ -138,7 +138,7 @@ Nothing here is real. All client addresses are documentation ranges (192.0.2.0/2
 | `accounts.db` | The same data as SQLite (tables `accounts`, `account_cookies`); empty CSV fields are NULL. |\n\
 | `accounts.parquet` | The same rows and columns as `accounts.csv`, typed: `birth_date` is `Date32`, the four flags are `Boolean`, empty fields are NULL (zstd-compressed, one row group). |\n\
 | `demo.key` | A **demo-only** pseudonymisation key derived from the seed. It is public, so pseudonyms made with it protect nothing: never use it for real logs (`logveil keygen PATH`). |\n\
-| `truth.json` | The expected results, computed by the generator from what it generated (not by parsing the files): line counts, rejections, and the four reports. |\n\
+| `truth.json` | The expected results, computed by the generator from what it generated (not by parsing the files): line counts, rejections, and the reports. |\n\
 \n\
 ## Definitions used by `truth.json`\n\
 \n\
@@ -152,6 +152,11 @@ Nothing here is real. All client addresses are documentation ranges (192.0.2.0/2
   and `deleted = 0`; age band on the event's UTC date, gender lower-cased, `unknown` when\n  \
   empty or not joined. Cells with fewer than {} visitors are withheld and only counted\n  \
   (`demographics_daily_suppressed`).\n\
+- `area_daily`, `occupation_daily`, `industry_daily`, `interests_daily` join like\n  \
+  `demographics_daily` and give, per UTC date, every cell (nothing withheld) of the value\n  \
+  logveil should make of `zip_code` (prefecture), `occupation`, `industry` (JSIC division)\n  \
+  or `interests` (one row per interest; `other` outside the list, `unknown` when empty or\n  \
+  not joined): the generator's own labels for what it wrote (`catalog.rs`).\n\
 - Rows are sorted by bucket, then by the other columns as byte strings.\n\
 \n\
 Deliberate edge cases: visitors active on both sides of UTC midnight (one whose age band\n\

@@ -59,6 +59,10 @@ pub struct DemographicsRow {
     pub visitors: u64,
 }
 
+/// The generalised account dimensions with a truth report `<name>_daily`: one row per date
+/// and value, every cell (no suppression), joined like `demographics_daily`.
+pub const ACCOUNT_DIMENSIONS: [&str; 4] = ["area", "occupation", "industry", "interests"];
+
 #[derive(Debug)]
 pub struct Truth {
     pub seed: u64,
@@ -69,6 +73,9 @@ pub struct Truth {
     pub referrers_daily: Vec<ReferrerRow>,
     pub demographics_daily: Vec<DemographicsRow>,
     pub demographics_daily_suppressed: u64,
+    /// `area_daily`, `occupation_daily`, `industry_daily`, `interests_daily` (in
+    /// [`ACCOUNT_DIMENSIONS`] order): rows `{date, <dimension>, views, visitors}`.
+    pub account_dimensions_daily: [Vec<serde_json::Value>; 4],
     /// Not in truth.json: distinct visitors over both days, and suppressed cells per date.
     pub distinct_visitors: usize,
     pub suppressed_by_date: BTreeMap<String, u64>,
@@ -124,6 +131,7 @@ pub fn compute(
     let mut daily: BTreeMap<String, Cell> = BTreeMap::new();
     let mut referrers: BTreeMap<(String, &str), Cell> = BTreeMap::new();
     let mut demo: BTreeMap<(String, String, String), Cell> = BTreeMap::new();
+    let mut by_dimension: [BTreeMap<(String, &str), Cell>; 4] = Default::default();
     let mut all = BTreeSet::new();
 
     for e in events.iter().filter(|e| e.is_view()) {
@@ -154,6 +162,25 @@ pub fn compute(
             ),
             None => ("unknown".to_owned(), "unknown".to_owned()),
         };
+        let unknown = vec!["unknown"];
+        let values: [Vec<&str>; 4] = match account {
+            Some(a) => [
+                vec![a.labels.area],
+                vec![a.labels.occupation],
+                vec![a.labels.industry],
+                if a.labels.interests.is_empty() {
+                    unknown
+                } else {
+                    a.labels.interests.clone()
+                },
+            ],
+            None => [unknown.clone(), unknown.clone(), unknown.clone(), unknown],
+        };
+        for (cells, values) in by_dimension.iter_mut().zip(values) {
+            for value in values {
+                cells.entry((date.clone(), value)).or_default().add(&v);
+            }
+        }
         demo.entry((date, band, gender)).or_default().add(&v);
         all.insert(v);
     }
@@ -201,6 +228,21 @@ pub fn compute(
         }),
         demographics_daily_suppressed: suppressed_by_date.values().sum(),
         demographics_daily,
+        account_dimensions_daily: {
+            let mut k = 0;
+            by_dimension.map(|cells| {
+                let name = ACCOUNT_DIMENSIONS[k];
+                k += 1;
+                rows(cells, |(date, value), views, visitors| {
+                    serde_json::json!({
+                        "date": date,
+                        name: value,
+                        "views": views,
+                        "visitors": visitors,
+                    })
+                })
+            })
+        },
         distinct_visitors: all.len(),
         suppressed_by_date,
     }
@@ -248,9 +290,17 @@ impl Truth {
         );
         let _ = writeln!(
             out,
-            "    \"demographics_daily_suppressed\": {}",
+            "    \"demographics_daily_suppressed\": {},",
             self.demographics_daily_suppressed
         );
+        for (k, name) in ACCOUNT_DIMENSIONS.iter().enumerate() {
+            array(
+                &mut out,
+                &format!("{name}_daily"),
+                &self.account_dimensions_daily[k],
+                k + 1 == ACCOUNT_DIMENSIONS.len(),
+            );
+        }
         out.push_str("  }\n}\n");
         out
     }
