@@ -4,6 +4,7 @@
 mod account_sources;
 mod check;
 mod classify;
+mod consent;
 mod dead_letter;
 mod export;
 mod formats;

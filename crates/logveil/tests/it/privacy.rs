@@ -1,13 +1,47 @@
-//! No raw IP, cookie value or e-mail from the input reaches any output cell, file
-//! metadata, log line or the summary.
+//! No raw IP, cookie value, e-mail, birth date or postal code from the input reaches any
+//! output cell, file metadata, log line or the summary.
 
 use crate::util::{
-    files_under, key_value_metadata, raw_identifiers, read_batches, repo, run_daily,
+    EditedPipeline, Run, files_under, key_value_metadata, raw_identifiers, read_batches, repo,
+    run_daily,
 };
 
 #[test]
 fn no_raw_identifier_in_cells_metadata_logs_or_summary() {
-    let run = run_daily(&[]);
+    assert_no_raw_identifier(&run_daily(&[]));
+}
+
+/// With reports that read every optional account column (`zip_code`, `occupation`,
+/// `industry`, `interests`), from each file source.
+#[test]
+fn no_raw_account_attribute_in_outputs_when_reports_read_them() {
+    let pipeline = EditedPipeline::new("privacy-account-dims", |p| {
+        format!(
+            "{p}\n[[report]]\nname = \"account_dims_daily\"\naudience = \"internal\"\npurpose = \"anonymous_reporting\"\nbucket = \"day\"\ndimensions = [\"area\", \"occupation\", \"industry\", \"age_band\"]\nmetrics = [\"views\", \"visitors\", \"accounts\"]\n"
+        )
+    });
+    for source in [
+        "csv:sample-logs/accounts.csv",
+        "sqlite:sample-logs/accounts.db",
+        "parquet:sample-logs/accounts.parquet",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = crate::consent::run_pipeline(
+            Some(&pipeline.0),
+            &tmp.path().join("out"),
+            &["--accounts", source],
+        );
+        assert!(
+            crate::util::report_rows(&run.out_dir, "account_dims_daily")
+                .iter()
+                .any(|r| r["area"] == "tokyo"),
+            "{source}: the report has area values"
+        );
+        assert_no_raw_identifier(&run);
+    }
+}
+
+fn assert_no_raw_identifier(run: &Run) {
     let ids = raw_identifiers();
     let mut haystacks = vec![
         ("stdout".to_owned(), run.stdout()),

@@ -219,7 +219,9 @@ pub fn sorted(rows: &[serde_json::Value]) -> Vec<serde_json::Value> {
 }
 
 /// Every identifier in the sample inputs: client addresses, every cookie value, e-mails
-/// (from query strings and the accounts), account and cookie IDs from the accounts.
+/// (from query strings and the accounts), account and cookie IDs, birth dates and postal
+/// codes from the accounts (those with a hyphen or not in ASCII: a bare 7-digit code could
+/// match a byte count by chance).
 pub fn raw_identifiers() -> BTreeSet<String> {
     let mut ids = BTreeSet::new();
     for name in ["access-2026-11-01.log", "access-2026-11-02.log"] {
@@ -255,10 +257,24 @@ pub fn raw_identifiers() -> BTreeSet<String> {
         }
     }
     let accounts = std::fs::read_to_string(repo().join("sample-logs/accounts.csv")).unwrap();
+    let (mut birth_dates, mut zip_codes) = (0, 0);
     for line in accounts.lines().skip(1) {
+        // account_id, cookie_id, email, birth_date, gender, zip_code: never quoted.
         let cols: Vec<&str> = line.split(',').collect();
         ids.extend(cols[..3].iter().map(|s| (*s).to_owned()));
+        if !cols[3].is_empty() {
+            ids.insert(cols[3].to_owned());
+            birth_dates += 1;
+        }
+        if cols[5].len() >= 6 && (cols[5].contains('-') || !cols[5].is_ascii()) {
+            ids.insert(cols[5].to_owned());
+            zip_codes += 1;
+        }
     }
+    assert!(
+        birth_dates > 100 && zip_codes > 100,
+        "birth dates and postal codes are searched for"
+    );
     ids.retain(|s| s.len() >= 6);
     assert!(
         ids.len() > 2000,
