@@ -5,6 +5,7 @@
 //! the day is re-run. And the generalised dimensions (`area`, `occupation`, `industry`,
 //! `interests`) end to end against the generator's truth.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::util::{EditedPipeline, Run, bin, project_like, repo, report_rows, sorted, truth};
@@ -299,9 +300,10 @@ fn generalised_account_dimensions_match_generator_truth() {
     std::fs::write(&policy, format!("{shipped}{RESEARCH_AUDIENCE}")).unwrap();
     let mut reports = String::new();
     for dim in ["area", "occupation", "industry", "interests"] {
-        reports.push_str(&format!(
+        let _ = write!(
+            reports,
             "\n[[report]]\nname = \"{dim}_daily\"\naudience = \"research\"\npurpose = \"anonymous_reporting\"\nbucket = \"day\"\ndimensions = [\"{dim}\"]\nmetrics = [\"views\", \"visitors\"]\n"
-        ));
+        );
     }
     let pipeline = EditedPipeline::new("account-dims", |p| {
         assert!(p.contains("file = \"policy.toml\""));
