@@ -70,11 +70,73 @@ fn month_number(b: &[u8]) -> Option<u32> {
     })
 }
 
+/// The minute most recently parsed on this thread: `dd/Mon/yyyy:HH:MM:` and ` +zzzz` (the
+/// bytes around the seconds) → UTC seconds at the minute's start and the offset.
+#[derive(Clone, Copy)]
+struct MinuteCache {
+    valid: bool,
+    key: [u8; 23],
+    minute_utc_seconds: i64,
+    offset_seconds: i32,
+}
+
+thread_local! {
+    static LAST_MINUTE: std::cell::Cell<MinuteCache> = const {
+        std::cell::Cell::new(MinuteCache {
+            valid: false,
+            key: [0; 23],
+            minute_utc_seconds: 0,
+            offset_seconds: 0,
+        })
+    };
+}
+
+fn minute_key(s: &[u8]) -> [u8; 23] {
+    let mut key = [0u8; 23];
+    key[..18].copy_from_slice(&s[..18]);
+    key[18..].copy_from_slice(&s[21..26]);
+    key
+}
+
 /// Parses `dd/Mon/yyyy:HH:MM:SS +zzzz` (the inside of Apache's `%t` brackets).
 ///
 /// Accepts offsets from -1200 to +1400 and a leap second (`:60`, folded into the next
 /// second as every log consumer does). Returns `None` for anything else.
+///
+/// Logs are written in time order, so consecutive lines almost always share their minute:
+/// the last minute parsed on this thread is remembered and only the seconds are read when
+/// everything else matches (the key is every byte but the seconds, so a hit is exactly
+/// what a full parse of the same bytes would give).
 pub fn parse_clf_time(s: &[u8]) -> Option<Timestamp> {
+    if s.len() == 26 && s[20] == b' ' {
+        let cached = LAST_MINUTE.with(std::cell::Cell::get);
+        if cached.valid && cached.key == minute_key(s) {
+            let second = two_digits(&s[18..20])?;
+            if second > 60 {
+                return None;
+            }
+            return Some(Timestamp {
+                utc_micros: (cached.minute_utc_seconds + i64::from(second)) * MICROS_PER_SECOND,
+                offset_seconds: cached.offset_seconds,
+            });
+        }
+        let parsed = parse_clf_time_uncached(s)?;
+        let second = i64::from(two_digits(&s[18..20])?);
+        LAST_MINUTE.with(|c| {
+            c.set(MinuteCache {
+                valid: true,
+                key: minute_key(s),
+                minute_utc_seconds: parsed.utc_micros / MICROS_PER_SECOND - second,
+                offset_seconds: parsed.offset_seconds,
+            });
+        });
+        return Some(parsed);
+    }
+    parse_clf_time_uncached(s)
+}
+
+/// [`parse_clf_time`] without the minute cache.
+pub fn parse_clf_time_uncached(s: &[u8]) -> Option<Timestamp> {
     if s.len() != 26
         || s[2] != b'/'
         || s[6] != b'/'
@@ -551,5 +613,25 @@ mod tests {
             );
         }
         assert!(parse_clf_time(b"29/Feb/2024:09:15:02 +1400").is_some());
+    }
+
+    proptest::proptest! {
+        /// The minute cache never changes an answer: lines that share a minute, lines that
+        /// differ in one byte around the seconds, and junk, parsed in sequence on one thread.
+        #[test]
+        fn minute_cache_agrees_with_a_full_parse(
+            steps in proptest::collection::vec((0usize..26, proptest::prelude::any::<u8>(), 0u8..4), 1..64)
+        ) {
+            let mut line = *b"01/Nov/2026:09:15:02 +0900";
+            for (at, byte, kind) in steps {
+                match kind {
+                    0 => line[at] = byte,
+                    1 => line[18 + at % 2] = b'0' + byte % 10,
+                    2 => line[at] = b"0123456789/: +-NovDec"[usize::from(byte) % 21],
+                    _ => line = *b"01/Nov/2026:09:15:02 +0900",
+                }
+                proptest::prop_assert_eq!(parse_clf_time(&line), parse_clf_time_uncached(&line));
+            }
+        }
     }
 }

@@ -3,7 +3,7 @@
 use logveil_parse::LogRecord;
 use logveil_parse::time::MICROS_PER_DAY;
 
-use crate::classify::{BrowserFamily, DeviceClass, classify};
+use crate::classify::{BrowserFamily, DeviceClass, UaClass, classify};
 use crate::client::{ClientPolicy, IpPrefix, canonical_client, parse_ip};
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
 use crate::sanitize::{Page, PageGroup, QueryValues, ReferrerDomain, SanitizePolicy};
@@ -82,6 +82,85 @@ impl Event {
     }
 }
 
+/// Per-chunk memo of [`Pseudonymizer::event_cached`]: a cookie, address, user agent,
+/// request target or Referer that repeats within one chunk is hashed, parsed, classified
+/// or sanitised once.
+///
+/// Keys borrow the chunk (`'a`): the cache holds no copy of any raw identifier and dies
+/// with the chunk, like the records it was filled from. Values are what the uncached path
+/// computes from the same bytes, so events are identical with and without the cache. One
+/// cache serves one [`Pseudonymizer`] (checked) and one client and sanitise policy.
+pub struct EventCache<'a> {
+    /// The pseudonymizer this cache was made for (its address: never dereferenced).
+    owner: usize,
+    /// The key id, allocated for this cache: cloning it per event touches no counter shared
+    /// with other threads.
+    key_id: std::sync::Arc<str>,
+    cookies: FastMap<&'a [u8], Pseudonym>,
+    fallback: FastMap<(&'a [u8], &'a [u8], i32), Pseudonym>,
+    prefixes: FastMap<&'a [u8], Option<IpPrefix>>,
+    agents: FastMap<&'a [u8], UaClass>,
+    targets: FastMap<&'a [u8], Target>,
+    referers: FastMap<&'a [u8], ReferrerDomain>,
+}
+
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// What a request target becomes.
+#[derive(Clone)]
+struct Target {
+    page: Option<Page>,
+    page_group: Option<PageGroup>,
+    query: QueryValues,
+}
+
+impl std::fmt::Debug for EventCache<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Sizes only: the keys are raw log bytes.
+        f.debug_struct("EventCache")
+            .field("cookies", &self.cookies.len())
+            .field("fallback", &self.fallback.len())
+            .field("prefixes", &self.prefixes.len())
+            .field("agents", &self.agents.len())
+            .field("targets", &self.targets.len())
+            .field("referers", &self.referers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventCache<'_> {
+    /// An empty cache for `pseudonymizer`'s events.
+    pub fn new(pseudonymizer: &Pseudonymizer) -> Self {
+        Self {
+            owner: std::ptr::from_ref(pseudonymizer) as usize,
+            key_id: std::sync::Arc::from(pseudonymizer.key_id().as_str()),
+            cookies: FastMap::default(),
+            fallback: FastMap::default(),
+            prefixes: FastMap::default(),
+            agents: FastMap::default(),
+            targets: FastMap::default(),
+            referers: FastMap::default(),
+        }
+    }
+}
+
+fn target_of(target: &[u8], sanitize: &SanitizePolicy) -> Target {
+    let page = Page::from_target(target);
+    Target {
+        page_group: sanitize.routes.group(&page),
+        query: QueryValues::from_target(target, sanitize.query_allow),
+        page: Some(page),
+    }
+}
+
+fn no_target() -> Target {
+    Target {
+        page: None,
+        page_group: None,
+        query: QueryValues::default(),
+    }
+}
+
 impl Pseudonymizer {
     /// Hashes and sanitises one parsed record. The record (and with it every raw
     /// identifier) can be dropped as soon as this returns.
@@ -110,37 +189,166 @@ impl Pseudonymizer {
         let (visitor, cookie_visitor) = if let Some(cookie) = record.visitor_cookie {
             (self.visitor_from_cookie(cookie.expose_for_hashing()), true)
         } else {
-            let mut buf = [0u8; 256];
-            let client = client.map_or(&b""[..], |c| canonical_client(c, &mut buf));
-            let ua = record.user_agent.unwrap_or_default();
-            (self.visitor_from_client(client, ua, utc_day), false)
+            (
+                self.fallback_visitor(client, record.user_agent, utc_day),
+                false,
+            )
         };
-        let target = record
-            .target_path()
-            .filter(|t| t.starts_with(b"/") || t.starts_with(b"http"))
-            .map(strip_absolute_form);
-        let page = target.map(Page::from_target);
+        let target = request_target(record);
+        let target = target.map_or_else(no_target, |t| target_of(t, sanitize));
         let ua = classify(record.user_agent);
-        Some(Event {
+        Some(self.assemble(
+            record,
+            utc_micros,
+            (visitor, cookie_visitor),
+            self.key_id_shared(),
+            target,
+            ReferrerDomain::from_referer(record.referer),
+            ip_prefix,
+            ua,
+        ))
+    }
+
+    /// [`Pseudonymizer::event`] through a per-chunk [`EventCache`]: the same event, with
+    /// repeated cookies, addresses, user agents, targets and referers looked up instead of
+    /// recomputed. `client_policy` and `sanitize` must be the same for every call with
+    /// one cache.
+    ///
+    /// # Panics
+    /// When `cache` was made for another pseudonymizer.
+    pub fn event_cached<'a>(
+        &self,
+        record: &LogRecord<'a>,
+        client_policy: &ClientPolicy,
+        sanitize: &SanitizePolicy,
+        cache: &mut EventCache<'a>,
+    ) -> Option<Event> {
+        assert_eq!(
+            cache.owner,
+            std::ptr::from_ref(self) as usize,
+            "an EventCache serves one pseudonymizer"
+        );
+        let utc_micros = record.time?.utc_micros;
+        let utc_day = utc_micros.div_euclid(MICROS_PER_DAY) as i32;
+        let client = client_policy.trusted_proxies.client(
+            record.client.map(|c| c.expose_for_hashing()),
+            record.forwarded_for.map(|f| f.expose_for_hashing()),
+        );
+        let ip_prefix = client.and_then(|c| {
+            *cache
+                .prefixes
+                .entry(c)
+                .or_insert_with(|| parse_ip(c).map(|ip| IpPrefix::of(ip, client_policy)))
+        });
+        let visitor = if let Some(cookie) = record.visitor_cookie {
+            let cookie = cookie.expose_for_hashing();
+            let v = *cache
+                .cookies
+                .entry(cookie)
+                .or_insert_with(|| self.visitor_from_cookie(cookie));
+            (v, true)
+        } else {
+            let key = (
+                client.unwrap_or_default(),
+                record.user_agent.unwrap_or_default(),
+                utc_day,
+            );
+            // `None` and an empty client or agent hash alike (the uncached path uses `""`).
+            let v = *cache
+                .fallback
+                .entry(key)
+                .or_insert_with(|| self.fallback_visitor(client, record.user_agent, utc_day));
+            (v, false)
+        };
+        let target = match request_target(record) {
+            Some(t) => cache
+                .targets
+                .entry(t)
+                .or_insert_with(|| target_of(t, sanitize))
+                .clone(),
+            None => no_target(),
+        };
+        let referrer = match record.referer {
+            Some(r) => cache
+                .referers
+                .entry(r)
+                .or_insert_with(|| ReferrerDomain::from_referer(Some(r)))
+                .clone(),
+            None => ReferrerDomain::from_referer(None),
+        };
+        let ua = match record.user_agent {
+            Some(agent) => *cache
+                .agents
+                .entry(agent)
+                .or_insert_with(|| classify(Some(agent))),
+            None => classify(None),
+        };
+        Some(self.assemble(
+            record,
             utc_micros,
             visitor,
-            key_id: self.key_id_shared(),
+            std::sync::Arc::clone(&cache.key_id),
+            target,
+            referrer,
+            ip_prefix,
+            ua,
+        ))
+    }
+
+    /// The cookieless visitor: client (canonical form) + user agent + UTC day.
+    fn fallback_visitor(
+        &self,
+        client: Option<&[u8]>,
+        ua: Option<&[u8]>,
+        utc_day: i32,
+    ) -> Pseudonym {
+        let mut buf = [0u8; 256];
+        let client = client.map_or(&b""[..], |c| canonical_client(c, &mut buf));
+        self.visitor_from_client(client, ua.unwrap_or_default(), utc_day)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "the parts of one event")]
+    #[allow(clippy::unused_self, reason = "an event is made by its pseudonymizer")]
+    fn assemble(
+        &self,
+        record: &LogRecord<'_>,
+        utc_micros: i64,
+        (visitor, cookie_visitor): (Pseudonym, bool),
+        key_id: std::sync::Arc<str>,
+        target: Target,
+        referrer: ReferrerDomain,
+        ip_prefix: Option<IpPrefix>,
+        ua: UaClass,
+    ) -> Event {
+        Event {
+            utc_micros,
+            visitor,
+            key_id,
             cookie_visitor,
             method: Method::from_bytes(record.method()),
             status: record.status,
             bytes: record.bytes.unwrap_or(0),
-            page_group: page.as_ref().and_then(|p| sanitize.routes.group(p)),
-            query: target.map_or_else(QueryValues::default, |t| {
-                QueryValues::from_target(t, sanitize.query_allow)
-            }),
-            page,
-            referrer: ReferrerDomain::from_referer(record.referer),
+            page: target.page,
+            page_group: target.page_group,
+            query: target.query,
+            referrer,
             ip_prefix,
             bot: ua.bot,
             device: ua.device,
             browser: ua.browser,
-        })
+        }
     }
+}
+
+/// The request target a page is made from: origin-form or absolute-form only.
+fn request_target<'a>(record: &LogRecord<'a>) -> Option<&'a [u8]> {
+    // `LogRecord::target_path`, with the record's lifetime (cache keys borrow the chunk).
+    record
+        .request
+        .map(|r| r.target)
+        .or(record.url_path)
+        .filter(|t| t.starts_with(b"/") || t.starts_with(b"http"))
+        .map(strip_absolute_form)
 }
 
 /// `GET http://host/path` (absolute-form, sent to proxies) → `/path`.

@@ -28,6 +28,8 @@ use zeroize::Zeroizing;
 
 use crate::keys::{KeyId, RootKey};
 
+pub use crate::event::EventCache;
+
 /// Subkey context for visitor pseudonyms (logs and the accounts' cookie links share it: that is the join).
 pub const VISITOR_CONTEXT: &str = "logveil 2026-11-29 visitor pseudonym v1";
 /// Subkey context for audience pseudonyms (what a pseudonymous export shows).
@@ -42,8 +44,18 @@ const TAG_REDACTION: u8 = 0x04;
 const TAG_AUDIENCE: u8 = 0x05;
 
 /// 128 bits of a keyed hash. Without the key it cannot be linked back to its input.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Pseudonym([u8; 16]);
+
+/// A pseudonym is already uniformly distributed (a keyed hash): its first 8 bytes are fed
+/// to the hasher as one word, which makes sets of visitors cheap to probe.
+impl std::hash::Hash for Pseudonym {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[..8]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
 
 impl Pseudonym {
     pub fn as_bytes(&self) -> &[u8; 16] {

@@ -21,6 +21,10 @@ use crate::spec::{Bucket, ReportSpec};
 
 const MICROS_PER_HOUR: i64 = 3600 * MICROS_PER_SECOND;
 
+/// The maps and sets of the per-event path: foldhash (seeded per process) instead of `SipHash`.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub type FastSet<T> = HashSet<T, foldhash::fast::RandomState>;
+
 /// Identifies a cell: bucket start plus one value per dimension.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CellKey {
@@ -43,8 +47,8 @@ pub struct CellState {
     /// Each visitor pseudonym with its views in this cell: the distinct count is the
     /// map's length; the per-visitor views are what differential privacy bounds.
     #[serde(with = "visitors_as_pairs")]
-    pub visitors: HashMap<Pseudonym, u64>,
-    pub accounts: HashSet<Pseudonym>,
+    pub visitors: FastMap<Pseudonym, u64>,
+    pub accounts: FastSet<Pseudonym>,
 }
 
 impl CellState {
@@ -100,7 +104,7 @@ impl JoinCounts {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportState {
     #[serde(with = "cells_as_pairs")]
-    pub cells: HashMap<CellKey, CellState>,
+    pub cells: FastMap<CellKey, CellState>,
     /// Every partition that had any parsed line, view or not (its partition is rewritten,
     /// possibly empty, so re-running a day replaces what was there), with the ids of the
     /// keys that pseudonymized its lines (for the file's `logveil.key_id`).
@@ -311,11 +315,11 @@ fn dimension_value(
 
 /// Visitor maps go as a list of pairs, like cells.
 mod visitors_as_pairs {
-    use super::{HashMap, Pseudonym};
+    use super::{FastMap, Pseudonym};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(
-        map: &HashMap<Pseudonym, u64>,
+        map: &FastMap<Pseudonym, u64>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let mut pairs: Vec<(&Pseudonym, &u64)> = map.iter().collect();
@@ -325,7 +329,7 @@ mod visitors_as_pairs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<HashMap<Pseudonym, u64>, D::Error> {
+    ) -> Result<FastMap<Pseudonym, u64>, D::Error> {
         Ok(Vec::<(Pseudonym, u64)>::deserialize(d)?
             .into_iter()
             .collect())
@@ -334,11 +338,11 @@ mod visitors_as_pairs {
 
 /// JSON and other self-describing formats need string map keys; cells go as a list of pairs.
 mod cells_as_pairs {
-    use super::{CellKey, CellState, HashMap};
+    use super::{CellKey, CellState, FastMap};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
     pub fn serialize<S: Serializer>(
-        cells: &HashMap<CellKey, CellState>,
+        cells: &FastMap<CellKey, CellState>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
         let mut pairs: Vec<(&CellKey, &CellState)> = cells.iter().collect();
@@ -348,7 +352,7 @@ mod cells_as_pairs {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
-    ) -> Result<HashMap<CellKey, CellState>, D::Error> {
+    ) -> Result<FastMap<CellKey, CellState>, D::Error> {
         Ok(Vec::<(CellKey, CellState)>::deserialize(d)?
             .into_iter()
             .collect())

@@ -469,3 +469,89 @@ pub fn generate(
     events.sort_by_key(|e| e.t);
     events
 }
+
+/// A large log for benchmarks (`--lines N --log PATH`): exactly `lines` well-formed
+/// `combined_cookie` lines over the same two UTC days, sorted by time, written to `out`.
+///
+/// The traffic is the sample model run again and again ("rounds", each from its own
+/// seed, the first being the samples' own traffic): the same accounts' cookies return
+/// every round, the other visitors are new. Memory stays bounded by one hour of output:
+/// each round's lines are spilled into one file per UTC hour beside `out`, and each hour
+/// is sorted and appended in turn. Returns the bytes written.
+pub fn write_big_log(seed: u64, lines: u64, out: &std::path::Path) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    use std::io::{BufRead as _, BufWriter, Write as _};
+
+    const HOURS: usize = ((END - START) / 3600) as usize;
+    let spill_dir = out.with_extension("parts");
+    std::fs::create_dir_all(&spill_dir)
+        .with_context(|| format!("creating {}", spill_dir.display()))?;
+    let mut spills = (0..HOURS)
+        .map(|h| {
+            let path = spill_dir.join(format!("{h:02}"));
+            std::fs::File::create(&path)
+                .map(BufWriter::new)
+                .with_context(|| format!("creating {}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let mut used_base = BTreeSet::new();
+    let accounts = accounts::generate(seed, &mut used_base);
+    let mut written = 0u64;
+    let mut round = 0u64;
+    while written < lines {
+        let round_seed = seed.wrapping_add(round.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut events = generate(round_seed, &accounts, &mut used_base.clone());
+        let need = lines - written;
+        if (events.len() as u64) > need {
+            // The last round: a random subset, so the day's shape is kept.
+            let mut rng = Rng::new(round_seed, "big log subset");
+            for i in (1..events.len()).rev() {
+                events.swap(i, rng.index(i + 1));
+            }
+            events.truncate(need as usize);
+        }
+        for e in &events {
+            let hour = ((e.t - START) / 3600) as usize;
+            writeln!(spills[hour], "{} {}", e.t, e.line())?;
+        }
+        written += events.len() as u64;
+        round += 1;
+    }
+    for spill in spills {
+        spill
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
+    }
+
+    let mut output = BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    let mut bytes = 0u64;
+    for h in 0..HOURS {
+        let path = spill_dir.join(format!("{h:02}"));
+        let reader = std::io::BufReader::new(std::fs::File::open(&path)?);
+        let mut hour: Vec<(i64, String)> = reader
+            .lines()
+            .map(|l| {
+                let l = l?;
+                let (t, line) = l.split_once(' ').context("spill line")?;
+                Ok((t.parse()?, line.to_owned()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        hour.sort_by_key(|(t, _)| *t);
+        for (_, line) in hour {
+            output.write_all(line.as_bytes())?;
+            output.write_all(b"\n")?;
+            bytes += line.len() as u64 + 1;
+        }
+        std::fs::remove_file(&path)?;
+    }
+    output
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?
+        .sync_all()?;
+    std::fs::remove_dir(&spill_dir)?;
+    Ok(bytes)
+}

@@ -28,10 +28,26 @@ struct Args {
     /// Output directory (created if missing; files in it are overwritten).
     #[arg(long, default_value = "sample-logs")]
     out: PathBuf,
+    /// Instead of the samples: write only a big `combined_cookie` log of exactly N lines
+    /// (the sample traffic model, repeated; for benchmarks). Needs `--log`.
+    #[arg(long, value_name = "N", requires = "log")]
+    lines: Option<u64>,
+    /// Where `--lines` writes its log (a `PATH.parts` directory is used while writing).
+    #[arg(long, value_name = "PATH", requires = "lines")]
+    log: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let (Some(lines), Some(log)) = (args.lines, &args.log) {
+        let bytes = logs::write_big_log(args.seed, lines, log)?;
+        eprintln!(
+            "logveil-samplegen: seed {} -> {}: {lines} lines, {bytes} bytes",
+            args.seed,
+            log.display()
+        );
+        return Ok(());
+    }
     let s = output::generate(args.seed, &args.out)?;
     let suppressed = s.truth.demographics_daily_suppressed;
     eprintln!(
