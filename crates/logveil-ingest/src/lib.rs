@@ -10,6 +10,8 @@
 //! Every chunk knows its byte offset in the decompressed stream ([`Chunk::offset`]), so a
 //! rejected line can be reported by position ([`Chunk::lines`]).
 
+pub mod tail;
+
 use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::fmt;

@@ -28,6 +28,9 @@ struct PipelineFile {
     report: Vec<ReportSection>,
     #[serde(default)]
     audit: Option<AuditSection>,
+    /// `logveil daemon` settings (see `daemon::settings`).
+    #[serde(default)]
+    daemon: Option<crate::daemon::settings::DaemonSection>,
 }
 
 /// `[audit] log = "PATH"`: the re-identification audit log (`logveil lookup`).
@@ -224,6 +227,8 @@ pub struct Pipeline {
     pub sanitize: SanitizePolicy,
     /// `[audit] log` (relative to the pipeline file); default `audit.jsonl` beside the key file.
     pub audit_log: PathBuf,
+    /// `[daemon]`: state directory, lateness, intervals, metrics address.
+    pub daemon: crate::daemon::settings::DaemonSettings,
 }
 
 /// All problems found in a pipeline file, one per line.
@@ -239,13 +244,19 @@ impl Pipeline {
         let one = |message: String| ConfigErrors(vec![format!("{shown}: {message}")]);
         let text = std::fs::read_to_string(path)
             .map_err(|e| one(format!("cannot read pipeline file: {e}")))?;
-        let file: PipelineFile =
+        let mut file: PipelineFile =
             toml::from_str(&text).map_err(|e| one(e.to_string().trim_end().to_owned()))?;
         let base = path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
         let cwd = PathBuf::from(".");
         let mut errors = Vec::new();
+        let daemon = crate::daemon::settings::DaemonSettings::from_section(
+            file.daemon.take(),
+            &shown,
+            &clean(&base),
+            &mut errors,
+        );
 
         let format_spec = overrides.format.as_deref().unwrap_or(&file.input.format);
         let format_key = if overrides.format.is_some() {
@@ -546,6 +557,7 @@ impl Pipeline {
             calendar,
             reports,
             audit_log,
+            daemon,
         })
     }
 }

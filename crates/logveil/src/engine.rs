@@ -180,7 +180,21 @@ impl Partial {
 }
 
 pub fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Partial {
+    process_chunk_with(ctx, chunk, start, |_, _| true).0
+}
+
+/// [`process_chunk`] with a say per report: `admit(report_index, event_utc_micros)` is
+/// called for every parsed line and report, before the report observes the event, and the
+/// report skips the event when it returns `false` (the daemon's late lines). Also returns
+/// how many parsed lines were skipped by at least one report.
+pub fn process_chunk_with(
+    ctx: &RunContext<'_>,
+    chunk: &Chunk,
+    start: &ParserState,
+    mut admit: impl FnMut(usize, i64) -> bool,
+) -> (Partial, u64) {
     let pipeline = ctx.pipeline;
+    let mut skipped = 0;
     let mut partial = Partial::new(pipeline);
     let mut state = start.clone();
     for &offset in &chunk.too_long {
@@ -218,7 +232,12 @@ pub fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -
         // (borrowing the chunk) dies with this iteration.
         partial.lines.read += 1;
         partial.lines.parsed += 1;
-        for (spec, state) in pipeline.reports.iter().zip(&mut partial.states) {
+        let mut skipped_here = false;
+        for (i, (spec, state)) in pipeline.reports.iter().zip(&mut partial.states).enumerate() {
+            if !admit(i, event.utc_micros) {
+                skipped_here = true;
+                continue;
+            }
             let join = match (&epoch.accounts, spec.needs_join()) {
                 (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
                 _ => JoinOutcome::NoAccount,
@@ -230,6 +249,7 @@ pub fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -
             });
             state.observe(spec, &pipeline.calendar, &event, join, visitor_id);
         }
+        skipped += u64::from(skipped_here);
     }
-    partial
+    (partial, skipped)
 }

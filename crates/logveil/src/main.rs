@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod config;
+mod daemon;
 mod engine;
 mod lookup;
 mod publish;
@@ -53,6 +54,29 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         dead_letter: Option<PathBuf>,
     },
+    /// Follow live logs: write each report window once the watermark passes it, checkpoint, survive rotation and restarts.
+    Daemon {
+        /// The pipeline file (TOML); SIGHUP reloads it.
+        pipeline: PathBuf,
+        /// Input glob, instead of `input.paths` (repeatable; relative to the current directory).
+        #[arg(long = "input", value_name = "GLOB")]
+        inputs: Vec<String>,
+        /// Output directory instead of `output.dir`.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// State directory (checkpoint, lock) instead of `daemon.state_dir`.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Stop when no input has grown for SECONDS: write every window, checkpoint, exit 0.
+        #[arg(long, value_name = "SECONDS")]
+        idle_exit: Option<u64>,
+        /// Also write the summary as JSON to FILE when stopping.
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
+        /// Serve /metrics and /healthz here instead of `daemon.metrics_addr` (loopback only).
+        #[arg(long, value_name = "ADDR")]
+        metrics_addr: Option<String>,
+    },
     /// Load and validate a pipeline and its policy; exit 1 listing every problem.
     Check { pipeline: PathBuf },
     /// Inspect or rotate a key file.
@@ -90,15 +114,20 @@ enum KeysAction {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LOGVEIL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LOGVEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-    match dispatch(Cli::parse()) {
+        .with_target(false);
+    // The daemon logs JSON, one object per line (for journald and log shippers).
+    if matches!(cli.command, Command::Daemon { .. }) {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
+    match dispatch(cli) {
         Ok(code) => code,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -143,6 +172,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             write_stdout(&run::render(&result, &pipeline.out_dir))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Daemon {
+            pipeline,
+            inputs,
+            out,
+            state,
+            idle_exit,
+            summary,
+            metrics_addr,
+        } => daemon::run(&daemon::DaemonArgs {
+            pipeline,
+            inputs,
+            out,
+            state,
+            idle_exit,
+            summary,
+            metrics_addr,
+        }),
         Command::Check { pipeline } => match Pipeline::load(&pipeline, &Overrides::default()) {
             Ok(p) => {
                 write_stdout(&format!(

@@ -5,6 +5,7 @@ mod account_sources;
 mod check;
 mod classify;
 mod consent;
+mod daemon;
 mod dead_letter;
 mod export;
 mod formats;
