@@ -1,4 +1,4 @@
-"""Open every logveil output file with DuckDB and pyarrow (and pandas) and check types.
+"""Open every logveil output file with DuckDB, pyarrow, pandas and polars and check types.
 
 Usage: check_parquet.py OUT_DIR   (exit 0 and "checked N files" when all pass)
 Called by the Rust integration test `readers`; see scripts/test.
@@ -8,6 +8,7 @@ import pathlib
 import sys
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
@@ -22,7 +23,10 @@ METRICS = {"views", "visitors", "bytes", "accounts"}
 REQUIRED_METADATA = [
     "logveil.version", "logveil.report", "logveil.audience", "logveil.purpose",
     "logveil.policy_sha256", "logveil.key_id", "logveil.k_min",
+    "logveil.epsilon", "logveil.delta", "logveil.suppressed_cells",
+    "logveil.complementary_suppression", "logveil.input_sha256", "logveil.legal_class",
 ]
+DIMENSION = pa.dictionary(pa.int32(), pa.string())
 
 
 def fail(msg):
@@ -45,12 +49,18 @@ def check_file(path: pathlib.Path):
     for field in table.schema:
         if field.name in METRICS and field.type != pa.int64():
             fail(f"{path}: metric {field.name} is {field.type}, expected int64")
-        if field.name not in METRICS and field.name not in BUCKETS and field.type != pa.string():
-            fail(f"{path}: dimension {field.name} is {field.type}, expected string")
-        if field.nullable and table.column(field.name).null_count:
-            fail(f"{path}: {field.name} has nulls")
+        if field.name in ("visitor_id", "key_id"):
+            if field.type != pa.string():
+                fail(f"{path}: {field.name} is {field.type}, expected string")
+        elif field.name not in METRICS and field.name not in BUCKETS and field.type != DIMENSION:
+            fail(f"{path}: dimension {field.name} is {field.type}, expected {DIMENSION}")
+        # Nulls only in total rows (the dimensions a total sums over).
+        if table.column(field.name).null_count and "total" not in table.column_names:
+            fail(f"{path}: {field.name} has nulls outside total rows")
+    if meta["logveil.legal_class"] not in ("internal-pseudonymous", "statistics"):
+        fail(f"{path}: legal class {meta['logveil.legal_class']}")
     k_min = int(meta["logveil.k_min"])
-    if "visitors" in table.column_names and table.num_rows:
+    if "visitors" in table.column_names and table.num_rows and meta["logveil.epsilon"] == "0":
         low = min(table.column("visitors").to_pylist())
         if low < k_min:
             fail(f"{path}: a published cell has {low} visitors < k_min {k_min}")
@@ -75,6 +85,23 @@ def check_file(path: pathlib.Path):
         fail(f"{path}: pandas rows")
     if bucket.name == "hour" and str(df["hour"].dtype) not in ("datetime64[us, UTC]", "datetime64[ns, UTC]"):
         fail(f"{path}: pandas hour dtype {df['hour'].dtype}")
+    for field in table.schema:
+        if field.type == DIMENSION and str(df[field.name].dtype) != "category":
+            fail(f"{path}: pandas reads dimension {field.name} as {df[field.name].dtype}, expected category")
+
+    # polars: timestamps in UTC, dimensions categorical, counts Int64.
+    pdf = pl.read_parquet(path)
+    if pdf.height != table.num_rows:
+        fail(f"{path}: polars counts {pdf.height} rows, pyarrow {table.num_rows}")
+    for name, dtype in pdf.schema.items():
+        if name in METRICS and dtype != pl.Int64:
+            fail(f"{path}: polars reads {name} as {dtype}")
+        if name == "hour" and dtype != pl.Datetime("us", "UTC"):
+            fail(f"{path}: polars reads hour as {dtype}")
+        if name == "date" and dtype != pl.Date:
+            fail(f"{path}: polars reads date as {dtype}")
+        if table.schema.field(name).type == DIMENSION and not isinstance(dtype, (pl.Categorical, pl.Enum)):
+            fail(f"{path}: polars reads dimension {name} as {dtype}")
 
 
 def main():
@@ -104,6 +131,9 @@ def main():
     ).fetchall()
     if ("logveil.audience", "partner") not in kv:
         fail(f"DuckDB parquet_kv_metadata lacks logveil.audience=partner: {kv[:3]}")
+    lazy = pl.scan_parquet(out / "visitors_daily" / "**" / "*.parquet", hive_partitioning=True).collect()
+    if lazy.height == 0 or "date" not in lazy.columns:
+        fail("polars hive scan of visitors_daily returned nothing")
     print(f"checked {len(files)} files")
 
 

@@ -67,7 +67,7 @@ pub struct Budget {
 /// Why the ledger refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("privacy ledger {}: {source}", path.display())]
+    #[error("privacy ledger {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -52,6 +52,9 @@ fn pseudonym(i: u8) -> Pseudonym {
 /// (visitor, bucket, row value, column value).
 type Event = (u8, i64, u8, u8);
 
+/// A cell or total of the truth: bucket, which total (none for a cell), dimension values.
+type CellId = (i64, Option<Total>, Vec<String>);
+
 fn cells(events: &[Event], dims: usize) -> Vec<(CellKey, CellState)> {
     let mut map: BTreeMap<CellKey, CellState> = BTreeMap::new();
     for &(v, bucket, r, c) in events {
@@ -91,7 +94,7 @@ proptest! {
         let key_of = |r: u8, c: u8| -> Vec<String> {
             [format!("r{r}"), format!("c{c}")][..dims].to_vec()
         };
-        let mut truth: BTreeMap<(i64, Option<Total>, Vec<String>), HashSet<u8>> = BTreeMap::new();
+        let mut truth: BTreeMap<CellId, HashSet<u8>> = BTreeMap::new();
         for &(v, b, r, c) in &events {
             truth.entry((b, None, key_of(r, c))).or_default().insert(v);
             truth.entry((b, Some(Total::Bucket), vec![String::new(); dims])).or_default().insert(v);
@@ -127,7 +130,7 @@ proptest! {
 
         // Recoverability, bucket by bucket.
         for bucket in 0..2 {
-            let interior: Vec<(&(i64, Option<Total>, Vec<String>), usize)> = truth
+            let interior: Vec<(&CellId, usize)> = truth
                 .iter()
                 .filter(|((b, t, _), _)| *b == bucket && t.is_none())
                 .map(|(id, v)| (id, v.len()))

@@ -9,8 +9,12 @@ use logveil_parse::Parser;
 use logveil_parse::json::JsonFields;
 use logveil_privacy::client::{ClientPolicy, MAX_IPV4_PREFIX, MAX_IPV6_PREFIX, TrustedProxies};
 use logveil_privacy::sanitize::{QueryParam, RouteTemplates, SanitizePolicy};
-use logveil_privacy::{Dimension, Policy};
-use logveil_report::{Bucket, Calendar, Metric, ReportSpec};
+use logveil_privacy::{Audience, Dimension, Policy};
+use logveil_report::dp::Rational;
+use logveil_report::ledger::Budget;
+use logveil_report::{
+    Bucket, BudgetPeriod, Calendar, DpSpec, Filters, LegalClass, Metric, ReportSpec,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -172,6 +176,9 @@ struct OutputSection {
     dir: PathBuf,
     #[serde(default)]
     timezone: Option<String>,
+    /// The privacy budget ledger; default `privacy-ledger.json` in `dir`.
+    #[serde(default)]
+    ledger: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -189,6 +196,199 @@ struct ReportSection {
     /// A pseudonymous export (one row per visitor): needs a `pseudonymous = true` audience.
     #[serde(default)]
     visitor_id: bool,
+    /// Also publish a total per bucket and per value of the first dimension.
+    #[serde(default)]
+    totals: bool,
+    /// Status classes counted (`["2xx", "3xx"]` by default).
+    #[serde(default)]
+    status: Option<Vec<String>>,
+    /// Only pages under these prefixes (sanitised paths, e.g. `/en/`).
+    #[serde(default)]
+    path_prefix: Vec<String>,
+    /// Under differential privacy: release every combination of the dimensions' public
+    /// value lists instead of thresholding the keys found in the data.
+    #[serde(default)]
+    public_keys: bool,
+}
+
+/// What an audience's policy entry says about disclosure control.
+struct AudienceDisclosure {
+    complementary_suppression: bool,
+    dp: Option<DpSpec>,
+    legal_class: LegalClass,
+}
+
+/// Resolves and validates an audience's disclosure settings; problems name the policy file
+/// and key.
+fn audience_disclosure(
+    name: &str,
+    audience: &Audience,
+    policy_path: &Path,
+    errors: &mut Vec<String>,
+) -> AudienceDisclosure {
+    let at = format!("{}: audience.{name}", policy_path.display());
+    let legal_class = match audience.legal_class.as_deref() {
+        None if audience.external => LegalClass::Statistics,
+        None => LegalClass::InternalPseudonymous,
+        Some(text) => LegalClass::parse(text).unwrap_or_else(|| {
+            errors.push(format!(
+                "{at}.legal_class: `{text}` is not allowed (allowed: internal-pseudonymous, statistics)"
+            ));
+            LegalClass::InternalPseudonymous
+        }),
+    };
+    if audience.external && legal_class != LegalClass::Statistics {
+        errors.push(format!(
+            "{at}.legal_class: an external audience may only receive `statistics`"
+        ));
+    }
+    let dp = audience.dp.as_ref().and_then(|dp| {
+        let number = |key: &str, text: &str, errors: &mut Vec<String>| {
+            Rational::parse(text)
+                .map_err(|e| errors.push(format!("{at}.dp.{key}: {e}")))
+                .ok()
+        };
+        let epsilon = number("epsilon", &dp.epsilon, errors);
+        let delta = number("delta", &dp.delta, errors);
+        let budget_epsilon = number("budget_epsilon", &dp.budget_epsilon, errors);
+        let budget_delta = number("budget_delta", &dp.budget_delta, errors);
+        let period = BudgetPeriod::parse(&dp.budget_period);
+        if period.is_none() {
+            errors.push(format!(
+                "{at}.dp.budget_period: `{}` is not allowed (allowed: day, month)",
+                dp.budget_period
+            ));
+        }
+        for (key, value) in [
+            ("max_cells_per_visitor", dp.max_cells_per_visitor),
+            ("max_views_per_cell", dp.max_views_per_cell),
+        ] {
+            if value == 0 || value > 10_000 {
+                errors.push(format!(
+                    "{at}.dp.{key}: {value} is not allowed (allowed: 1 to 10000)"
+                ));
+            }
+        }
+        let (epsilon, delta, budget_epsilon, budget_delta, period) =
+            (epsilon?, delta?, budget_epsilon?, budget_delta?, period?);
+        if epsilon == Rational::ZERO {
+            errors.push(format!("{at}.dp.epsilon: must be positive"));
+        }
+        if delta == Rational::ZERO || delta >= Rational::ONE {
+            errors.push(format!("{at}.dp.delta: must be in (0, 1), not {delta}"));
+        }
+        if let Err(e) =
+            logveil_report::dp::release_threshold(epsilon, delta, dp.max_cells_per_visitor.max(1))
+        {
+            errors.push(format!("{at}.dp: {e}"));
+        }
+        Some(DpSpec {
+            epsilon,
+            delta,
+            max_cells_per_visitor: dp.max_cells_per_visitor,
+            max_views_per_cell: dp.max_views_per_cell,
+            public_keys: false,
+            budget: Budget {
+                epsilon_per_period: budget_epsilon,
+                delta_per_period: budget_delta,
+            },
+            period,
+        })
+    });
+    AudienceDisclosure {
+        complementary_suppression: audience
+            .complementary_suppression
+            .unwrap_or(audience.external),
+        dp,
+        legal_class,
+    }
+}
+
+fn report_filters(r: &ReportSection, at: &str, errors: &mut Vec<String>) -> Filters {
+    let mut filters = Filters::default();
+    if let Some(status) = &r.status {
+        filters.status_classes.clear();
+        for class in status {
+            match class.as_bytes() {
+                [d @ b'1'..=b'5', b'x', b'x'] => filters.status_classes.push(u16::from(d - b'0')),
+                _ => errors.push(format!(
+                    "{at}.status: `{class}` is not allowed (allowed: 1xx, 2xx, 3xx, 4xx, 5xx)"
+                )),
+            }
+        }
+        if status.is_empty() {
+            errors.push(format!(
+                "{at}.status: empty (allowed: 1xx, 2xx, 3xx, 4xx, 5xx)"
+            ));
+        }
+    }
+    for prefix in &r.path_prefix {
+        if !prefix.starts_with('/') {
+            errors.push(format!("{at}.path_prefix: `{prefix}` must start with `/`"));
+        }
+    }
+    filters.path_prefixes.clone_from(&r.path_prefix);
+    filters
+}
+
+/// Combinations the disclosure regimes do not support.
+fn check_disclosure(
+    r: &ReportSection,
+    at: &str,
+    disclosure: &AudienceDisclosure,
+    errors: &mut Vec<String>,
+) {
+    if r.totals && r.visitor_id {
+        errors.push(format!("{at}.totals: a pseudonymous export has no totals"));
+    }
+    if r.totals && r.dimensions.is_empty() {
+        errors.push(format!(
+            "{at}.totals: a report without dimensions is its own total; remove `totals`"
+        ));
+    }
+    if disclosure.dp.is_none() {
+        if r.public_keys {
+            errors.push(format!(
+                "{at}.public_keys: only for audiences with differential privacy ([audience.{}.dp])",
+                r.audience
+            ));
+        }
+        return;
+    }
+    if r.visitor_id {
+        errors.push(format!(
+            "{at}.visitor_id: audience `{}` uses differential privacy; pseudonymous exports are not noised",
+            r.audience
+        ));
+    }
+    if r.totals {
+        errors.push(format!(
+            "{at}.totals: not with differential privacy (sum the noisy cells instead; a separately noised total would cost budget and disagree with them)"
+        ));
+    }
+    if let Some(m) = r
+        .metrics
+        .iter()
+        .find(|m| matches!(m, Metric::Bytes | Metric::Accounts))
+    {
+        errors.push(format!(
+            "{at}.metrics: `{m}` is not supported under differential privacy (allowed: views, visitors): its per-person contribution has no bound"
+        ));
+    }
+    if r.public_keys {
+        for d in &r.dimensions {
+            if !logveil_report::disclose::has_public_domain(*d) {
+                errors.push(format!(
+                    "{at}.public_keys: `{d}` has no public value list (allowed: {})",
+                    logveil_report::disclose::PUBLIC_DOMAIN_DIMENSIONS
+                        .iter()
+                        .map(|d| d.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
 }
 
 /// Command-line overrides of the pipeline file (relative paths are from the current directory).
@@ -229,6 +429,8 @@ pub struct Pipeline {
     pub audit_log: PathBuf,
     /// `[daemon]`: state directory, lateness, intervals, metrics address.
     pub daemon: crate::daemon::settings::DaemonSettings,
+    /// `[output] ledger`: the differential-privacy budget ledger.
+    pub ledger: PathBuf,
 }
 
 /// All problems found in a pipeline file, one per line.
@@ -473,6 +675,9 @@ impl Pipeline {
                     r.purpose
                 ));
             }
+            let filters = report_filters(&r, &at, &mut errors);
+            let disclosure = audience_disclosure(&r.audience, audience, &policy.path, &mut errors);
+            check_disclosure(&r, &at, &disclosure, &mut errors);
             let spec = ReportSpec {
                 name: r.name,
                 audience: r.audience,
@@ -484,6 +689,14 @@ impl Pipeline {
                 include_bots: r.include_bots,
                 visitor_id: r.visitor_id,
                 k_min: audience.k_min,
+                filters,
+                totals: r.totals,
+                complementary_suppression: disclosure.complementary_suppression,
+                dp: disclosure.dp.map(|mut dp| {
+                    dp.public_keys = r.public_keys;
+                    dp
+                }),
+                legal_class: disclosure.legal_class,
             };
             if spec.needs_join() && accounts.is_none() {
                 errors.push(format!(
@@ -513,6 +726,10 @@ impl Pipeline {
         } else {
             (overrides.inputs.clone(), cwd)
         };
+        let out_dir = overrides
+            .out
+            .clone()
+            .unwrap_or_else(|| clean(&base.join(&file.output.dir)));
         Ok(Self {
             path: path.to_owned(),
             inputs,
@@ -550,10 +767,11 @@ impl Pipeline {
             },
             policy,
             accounts,
-            out_dir: overrides
-                .out
-                .clone()
-                .unwrap_or_else(|| clean(&base.join(&file.output.dir))),
+            ledger: file.output.ledger.as_ref().map_or_else(
+                || out_dir.join("privacy-ledger.json"),
+                |l| clean(&base.join(l)),
+            ),
+            out_dir,
             calendar,
             reports,
             audit_log,

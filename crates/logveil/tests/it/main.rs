@@ -7,6 +7,7 @@ mod classify;
 mod consent;
 mod daemon;
 mod dead_letter;
+mod disclosure;
 mod export;
 mod formats;
 mod inputs;

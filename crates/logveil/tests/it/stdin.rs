@@ -5,8 +5,8 @@ use std::ffi::OsStr;
 use std::io::Write;
 
 use crate::util::{
-    EditedPipeline, bin, dead_letters, files_under, repo, report_rows, run_with_stdin, sample,
-    sorted, truth,
+    EditedPipeline, assert_matches_truth, bin, dead_letters, files_under, repo, report_rows,
+    run_with_stdin, sample, sorted, truth,
 };
 
 fn both_days() -> (Vec<u8>, Vec<u8>) {
@@ -63,13 +63,12 @@ fn stdin_plain_gzip_and_zstd_give_the_truth() {
             serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
         assert_eq!(summary["inputs"], serde_json::json!(["<stdin>"]), "{name}");
         assert_eq!(summary["lines_read"], truth["lines_total"], "{name}");
-        for report in ["page_views_hourly", "demographics_daily"] {
-            assert_eq!(
-                report_rows(&out_dir, report),
-                sorted(truth["reports"][report].as_array().unwrap()),
-                "{name}: {report}"
-            );
-        }
+        assert_eq!(
+            report_rows(&out_dir, "page_views_hourly"),
+            sorted(truth["reports"]["page_views_hourly"].as_array().unwrap()),
+            "{name}: page_views_hourly"
+        );
+        assert_matches_truth(&out_dir, "demographics_daily", name);
     }
 }
 

@@ -158,8 +158,18 @@ pub fn batch_rows(batch: &RecordBatch) -> Vec<serde_json::Value> {
         .map(|i| {
             let mut row = serde_json::Map::new();
             for (f, col) in schema.fields().iter().zip(batch.columns()) {
-                assert!(!col.is_null(i), "null in {}", f.name());
+                if col.is_null(i) {
+                    // Only total rows have nulls: the dimensions they sum over.
+                    assert!(f.is_nullable(), "null in {}", f.name());
+                    row.insert(f.name().clone(), serde_json::Value::Null);
+                    continue;
+                }
                 let v = match f.data_type() {
+                    arrow_schema::DataType::Dictionary(_, _) => {
+                        let dict = col.as_dictionary::<arrow_array::types::Int32Type>();
+                        let key = dict.keys().value(i) as usize;
+                        serde_json::json!(dict.values().as_string::<i32>().value(key))
+                    }
                     arrow_schema::DataType::Int64 => {
                         serde_json::json!(col.as_primitive::<Int64Type>().value(i))
                     }
@@ -210,6 +220,47 @@ pub fn project_like(
         })
         .collect();
     sorted(&projected)
+}
+
+/// Checks a report of the daily pipeline against the generator's truth. Reports for
+/// internal audiences must equal it. `demographics_daily` goes to the external `partner`
+/// audience, where complementary suppression withholds some cells the k-threshold alone
+/// (all the generator knows) would print: there every printed row is a truth row, exactly,
+/// and the truth rows missing are as many as the files' `logveil.suppressed_cells` exceed
+/// the generator's count of cells below k.
+pub fn assert_matches_truth(out_dir: &Path, report: &str, what: &str) {
+    let truth = truth();
+    let expected = sorted(truth["reports"][report].as_array().unwrap());
+    let actual = project_like(&report_rows(out_dir, report), &expected);
+    if report != "demographics_daily" {
+        assert_eq!(actual.len(), expected.len(), "{what}: {report}: row count");
+        for (a, e) in actual.iter().zip(&expected) {
+            assert_eq!(a, e, "{what}: {report}");
+        }
+        return;
+    }
+    for row in &actual {
+        assert!(
+            expected.contains(row),
+            "{what}: {report}: printed row not in truth: {row}"
+        );
+    }
+    let suppressed: u64 = files_under(&out_dir.join(report))
+        .iter()
+        .map(|f| {
+            key_value_metadata(&out_dir.join(report).join(f))["logveil.suppressed_cells"]
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    let below_k = truth["reports"]["demographics_daily_suppressed"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(
+        (expected.len() - actual.len()) as u64,
+        suppressed - below_k,
+        "{what}: {report}: withheld by complementary suppression"
+    );
 }
 
 pub fn sorted(rows: &[serde_json::Value]) -> Vec<serde_json::Value> {
@@ -290,7 +341,12 @@ pub struct EditedPipeline(pub PathBuf);
 
 impl EditedPipeline {
     pub fn new(tag: &str, edit: impl FnOnce(String) -> String) -> Self {
-        let original = std::fs::read_to_string(repo().join("pipelines/daily.toml")).unwrap();
+        Self::of("daily.toml", tag, edit)
+    }
+
+    /// An edited copy of `pipelines/NAME` (a pipeline or a policy).
+    pub fn of(name: &str, tag: &str, edit: impl FnOnce(String) -> String) -> Self {
+        let original = std::fs::read_to_string(repo().join("pipelines").join(name)).unwrap();
         let path = repo().join("pipelines").join(format!(
             ".test-{tag}-{}-{:?}.toml",
             std::process::id(),
@@ -298,6 +354,11 @@ impl EditedPipeline {
         ));
         std::fs::write(&path, edit(original)).unwrap();
         Self(path)
+    }
+
+    /// The file name, for another edited file to refer to.
+    pub fn file_name(&self) -> String {
+        self.0.file_name().unwrap().to_string_lossy().into_owned()
     }
 }
 

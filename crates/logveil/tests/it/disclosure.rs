@@ -1,0 +1,272 @@
+//! Disclosure control through the real binary (#6): `pipelines/external.toml` with
+//! complementary suppression and totals, differential privacy with thresholded and public
+//! keys, filters; provenance in every file; the budget ledger.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::util::{EditedPipeline, bin, key_value_metadata, repo, report_rows};
+
+struct ExternalRun {
+    _tmp: tempfile::TempDir,
+    out: PathBuf,
+    summary: serde_json::Value,
+}
+
+fn run_external(
+    pipeline: &Path,
+    out: Option<&Path>,
+    extra: &[&str],
+) -> (std::process::Output, ExternalRun) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = out.map_or_else(|| tmp.path().join("out"), Path::to_path_buf);
+    let summary = tmp.path().join("summary.json");
+    let output = bin()
+        .current_dir(repo())
+        .arg("run")
+        .arg(pipeline)
+        .arg("--out")
+        .arg(&out)
+        .arg("--summary")
+        .arg(&summary)
+        .args(extra)
+        .output()
+        .unwrap();
+    let summary = std::fs::read(&summary)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (
+        output,
+        ExternalRun {
+            _tmp: tmp,
+            out,
+            summary,
+        },
+    )
+}
+
+fn external() -> ExternalRun {
+    let (output, run) = run_external(Path::new("pipelines/external.toml"), None, &[]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    run
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = crate::util::files_under(dir)
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet"))
+        .map(|f| dir.join(f))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_file_states_its_protection() {
+    let run = external();
+    let files = parquet_files(&run.out);
+    assert_eq!(files.len(), 8, "4 reports × 2 days: {files:?}");
+    let mut digests = std::collections::BTreeSet::new();
+    for file in &files {
+        let kv = key_value_metadata(file);
+        let report = kv["logveil.report"].as_str();
+        let expected: [(&str, &str); 5] = match report {
+            "demographics_totals_daily" => [
+                ("logveil.legal_class", "statistics"),
+                ("logveil.epsilon", "0"),
+                ("logveil.delta", "0"),
+                ("logveil.complementary_suppression", "true"),
+                ("logveil.totals", "true"),
+            ],
+            "pages_daily_dp" => [
+                ("logveil.legal_class", "statistics"),
+                ("logveil.epsilon", "0.5"),
+                ("logveil.delta", "0.0000001"),
+                ("logveil.complementary_suppression", "false"),
+                ("logveil.totals", "false"),
+            ],
+            // 24 hourly buckets, each at ε 0.5; public keys need no δ.
+            "devices_hourly_dp" => [
+                ("logveil.legal_class", "statistics"),
+                ("logveil.epsilon", "12"),
+                ("logveil.delta", "0"),
+                ("logveil.complementary_suppression", "false"),
+                ("logveil.totals", "false"),
+            ],
+            "not_found_daily" => [
+                ("logveil.legal_class", "internal-pseudonymous"),
+                ("logveil.epsilon", "0"),
+                ("logveil.delta", "0"),
+                ("logveil.complementary_suppression", "false"),
+                ("logveil.totals", "false"),
+            ],
+            other => panic!("unexpected report {other}"),
+        };
+        for (key, value) in expected {
+            assert_eq!(
+                kv.get(key).map(String::as_str),
+                Some(value),
+                "{report}: {key}"
+            );
+        }
+        let suppressed: u64 = kv["logveil.suppressed_cells"].parse().unwrap();
+        if report == "demographics_totals_daily" {
+            assert!(
+                suppressed > 0,
+                "small demographic cells exist in the samples"
+            );
+            let joins: serde_json::Value =
+                serde_json::from_str(&kv["logveil.join_outcomes"]).unwrap();
+            assert!(joins["joined"].as_u64().unwrap() > 0, "{joins}");
+        }
+        assert!(kv["logveil.disclosure"].len() > 10);
+        digests.insert(kv["logveil.input_sha256"].clone());
+    }
+    assert_eq!(digests.len(), 1, "one input list per run");
+    let digest = digests.into_iter().next().unwrap();
+    assert_eq!(digest.len(), 64);
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()));
+}
+
+#[test]
+fn thresholds_totals_and_filters_hold_on_the_samples() {
+    let run = external();
+    // Partner (k = 10): every printed cell and total has ≥ 10 visitors; totals are marked
+    // and leave the dimensions they sum over null.
+    let demo = report_rows(&run.out, "demographics_totals_daily");
+    assert!(!demo.is_empty());
+    let mut totals = BTreeMap::new();
+    for row in &demo {
+        assert!(row["visitors"].as_u64().unwrap() >= 10, "{row}");
+        match row["total"].as_str() {
+            None => assert!(
+                row["age_band"].is_string() && row["gender"].is_string(),
+                "{row}"
+            ),
+            Some("bucket") => {
+                assert!(
+                    row["age_band"].is_null() && row["gender"].is_null(),
+                    "{row}"
+                );
+            }
+            Some("first_dimension") => {
+                assert!(
+                    row["age_band"].is_string() && row["gender"].is_null(),
+                    "{row}"
+                );
+            }
+            Some(other) => panic!("total = {other}"),
+        }
+        *totals.entry(row["total"].to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(
+        totals.get("\"bucket\""),
+        Some(&2),
+        "one bucket total per day: {totals:?}"
+    );
+    let s = &run.summary["reports"]["demographics_totals_daily"];
+    assert!(s["cells_secondary"].as_u64().unwrap() > 0, "{s}");
+
+    // DP with thresholded keys: only pages under the prefix, and k applies to the noisy count.
+    let pages = report_rows(&run.out, "pages_daily_dp");
+    assert!(!pages.is_empty());
+    for row in &pages {
+        assert!(row["page"].as_str().unwrap().starts_with("/en/"), "{row}");
+        assert!(row["visitors"].as_u64().unwrap() >= 10, "{row}");
+    }
+    // DP with public keys: every device class in every hour of both days, data or not.
+    let devices = report_rows(&run.out, "devices_hourly_dp");
+    assert_eq!(
+        devices.len(),
+        2 * 24 * logveil_privacy::classify::DeviceClass::ALL.len(),
+        "public keys are released for every bucket"
+    );
+    // Status filter: only 4xx requests.
+    let not_found = report_rows(&run.out, "not_found_daily");
+    assert!(!not_found.is_empty(), "the samples have 4xx requests");
+}
+
+#[test]
+fn a_rerun_reproduces_the_release_and_spends_nothing_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pipeline = Path::new("pipelines/external.toml");
+    let (first, run1) = run_external(pipeline, Some(&out), &[]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let rows1 = report_rows(&out, "pages_daily_dp");
+    let devices1 = report_rows(&out, "devices_hourly_dp");
+    let ledger = out.join("privacy-ledger.json");
+    let ledger1 = std::fs::read(&ledger).unwrap();
+    let spends: serde_json::Value = serde_json::from_slice(&ledger1).unwrap();
+    assert_eq!(
+        spends["spends"].as_array().unwrap().len(),
+        4,
+        "2 DP reports × 2 days"
+    );
+    assert_eq!(
+        run1.summary["reports"]["devices_hourly_dp"]["epsilon"],
+        "24"
+    );
+
+    let (second, _run2) = run_external(pipeline, Some(&out), &[]);
+    assert!(second.status.success());
+    assert_eq!(
+        report_rows(&out, "pages_daily_dp"),
+        rows1,
+        "same noise on a re-run"
+    );
+    assert_eq!(report_rows(&out, "devices_hourly_dp"), devices1);
+    assert_eq!(
+        std::fs::read(&ledger).unwrap(),
+        ledger1,
+        "a re-run spends nothing"
+    );
+
+    // Other input (one day only): a new release, charged again.
+    let (third, _run3) = run_external(
+        pipeline,
+        Some(&out),
+        &["--input", "sample-logs/access-2026-11-01.log"],
+    );
+    assert!(third.status.success());
+    let spends: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
+    assert_eq!(
+        spends["spends"].as_array().unwrap().len(),
+        6,
+        "2 more spends"
+    );
+}
+
+#[test]
+fn a_run_past_the_budget_is_refused_and_writes_nothing() {
+    let policy = EditedPipeline::of("policy.toml", "small-budget", |p| {
+        p.replace("budget_epsilon = \"400\"", "budget_epsilon = \"20\"")
+    });
+    let policy_name = policy.file_name();
+    let pipeline = EditedPipeline::of("external.toml", "small-budget-pipeline", |p| {
+        p.replace(
+            "file = \"policy.toml\"",
+            &format!("file = \"{policy_name}\""),
+        )
+    });
+    let (output, run) = run_external(&pipeline.0, None, &[]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "needs 2 × (0.5 + 12) = 25 > 20");
+    assert!(
+        stderr.contains("privacy budget exceeded for audience `public`, period 2026-11"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert!(parquet_files(&run.out).is_empty(), "no report file at all");
+    assert!(!run.out.join("privacy-ledger.json").exists());
+}
