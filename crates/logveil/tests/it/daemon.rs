@@ -62,6 +62,9 @@ struct Writer {
     rotations: u32,
     renames: u32,
     copytruncates: u32,
+    /// A copytruncate copied but not truncated yet (logrotate copies, then truncates; a
+    /// daemon may look, or be killed, in between). Nothing is appended meanwhile.
+    copied: bool,
 }
 
 impl Writer {
@@ -75,6 +78,7 @@ impl Writer {
             rotations: 0,
             renames: 0,
             copytruncates: 0,
+            copied: false,
         }
     }
 
@@ -98,6 +102,7 @@ impl Writer {
     /// Appends `n` lines; with `split`, the last one only in part (the rest comes first
     /// with the next append).
     fn append(&mut self, n: usize, split: bool, rng: &mut Rng) {
+        self.truncate();
         let mut bytes = std::mem::take(&mut self.pending);
         let n = n.min(self.left());
         for line in &self.lines[self.next..self.next + n] {
@@ -115,6 +120,7 @@ impl Writer {
     }
 
     fn finish_line(&mut self) {
+        self.truncate();
         let bytes = std::mem::take(&mut self.pending);
         if !bytes.is_empty() {
             self.write(&bytes);
@@ -140,12 +146,7 @@ impl Writer {
         let first = self.dir.join("access.log.1");
         if copytruncate {
             std::fs::copy(self.live(), &first).unwrap();
-            OpenOptions::new()
-                .write(true)
-                .open(self.live())
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            self.copied = true;
             self.copytruncates += 1;
         } else {
             std::fs::rename(self.live(), &first).unwrap();
@@ -154,9 +155,27 @@ impl Writer {
         self.rotations += 1;
     }
 
-    /// One random step: mostly appends, sometimes a rotation.
+    /// The second half of copytruncate.
+    fn truncate(&mut self) {
+        if std::mem::take(&mut self.copied) {
+            OpenOptions::new()
+                .write(true)
+                .open(self.live())
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+    }
+
+    /// One random step: mostly appends, sometimes a rotation (a copytruncate's truncation
+    /// comes a step after its copy).
     fn step(&mut self, rng: &mut Rng, quota: &mut usize) {
-        if rng.chance(0.06) {
+        if self.copied {
+            // The copy sits beside the original for a while (logrotate copies big files).
+            if rng.chance(0.3) {
+                self.truncate();
+            }
+        } else if rng.chance(0.06) {
             let copytruncate = rng.chance(0.5);
             self.rotate(copytruncate);
         } else {
@@ -414,10 +433,14 @@ fn crash_harness_output_equals_batch() {
     let mut rng = Rng(seed);
     let setup = Setup::new();
     let mut writer = Writer::new(&setup.logs, sample_lines());
+    // Frequent looks and checkpoints: more interleavings with the writer and the kills.
+    let pipeline = crate::util::EditedPipeline::new("daemon-crash", |s| {
+        s + "\n[daemon]\npoll_interval = \"20ms\"\ncheckpoint_interval = \"100ms\"\n"
+    });
     let started = Instant::now();
     for cycle in 0..cycles {
         let mut quota = writer.left().div_ceil(cycles - cycle);
-        let daemon = setup.start(&daily(), &[]);
+        let daemon = setup.start(&pipeline.0, &[]);
         // Let it run, while writing, for a random time; then SIGKILL.
         let run_for = Duration::from_millis(50 + rng.below(500));
         let t = Instant::now();
@@ -486,6 +509,7 @@ fn truncated_copied_and_replaced_while_stopped_lose_and_repeat_nothing() {
     // 2. Stopped: 500 more lines, then copytruncate, then 500 lines in the emptied file.
     write(seg(1000, 1500), &mut writer);
     writer.rotate(true);
+    writer.truncate();
     write(seg(1500, 2000), &mut writer);
     setup.drain();
     assert!(
