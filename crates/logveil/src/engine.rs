@@ -6,6 +6,7 @@ use logveil_accounts::{AccountSource, AccountStore, JoinOutcome};
 use logveil_ingest::Chunk;
 use logveil_parse::time::MICROS_PER_DAY;
 use logveil_parse::{Parsed, Parser, ParserState, RejectReason};
+use logveil_privacy::pseudonym::EventCache;
 use logveil_privacy::redact::redact_line;
 use logveil_privacy::{KeyRing, Pseudonymizer};
 use logveil_report::ReportState;
@@ -78,12 +79,20 @@ impl<'a> RunContext<'a> {
         };
         let mut accounts_summary = None;
         let mut epochs = Vec::with_capacity(ring.keys().len());
+        // Only the account columns some joined report shows are read (and generalised).
+        let attributes = logveil_accounts::Attributes::for_dimensions(
+            pipeline
+                .reports
+                .iter()
+                .filter(|r| r.needs_join())
+                .flat_map(|r| &r.dimensions),
+        );
         for key in ring.keys() {
             let pseudonymizer = Pseudonymizer::new(key);
             let accounts = match &source {
                 Some(source) => {
-                    let store =
-                        AccountStore::load(source, &pseudonymizer).context("loading accounts")?;
+                    let store = AccountStore::load_attributes(source, &pseudonymizer, attributes)
+                        .context("loading accounts")?;
                     if accounts_summary.is_none() {
                         tracing::info!(
                             accounts = store.stats().accounts,
@@ -116,12 +125,12 @@ impl<'a> RunContext<'a> {
         Ok((ctx, ring, accounts_summary))
     }
 
-    /// The epoch in force on a UTC day: the newest key whose `not_before` ≤ that day.
-    pub fn epoch_for(&self, utc_day: i32) -> Option<&KeyEpoch> {
+    /// The index in `epochs` of the epoch in force on a UTC day: the newest key whose
+    /// `not_before` ≤ that day.
+    pub fn epoch_index_for(&self, utc_day: i32) -> Option<usize> {
         self.epochs
             .iter()
-            .rev()
-            .find(|e| e.not_before_day <= utc_day)
+            .rposition(|e| e.not_before_day <= utc_day)
     }
 
     /// Redaction tokens in the dead-letter file use the newest key.
@@ -157,13 +166,32 @@ impl Partial {
         }
     }
 
-    pub fn merge(mut self, mut other: Partial) -> Partial {
+    /// Folds `other` (built from other lines) into `self`, each report's state on its own
+    /// rayon task (the smaller state into the larger: merging is commutative).
+    pub fn merge(mut self, other: Partial) -> Partial {
+        use rayon::prelude::*;
+        self.lines.merge(&other.lines);
+        self.states
+            .par_iter_mut()
+            .zip(other.states)
+            .for_each(|(mine, mut theirs)| {
+                if theirs.cells.len() > mine.cells.len() {
+                    std::mem::swap(mine, &mut theirs);
+                }
+                mine.merge(theirs);
+            });
+        self.rejected.extend(other.rejected);
+        self
+    }
+
+    /// Folds a chunk's partial into this one, on the calling thread (rejected lines are
+    /// appended: `other` comes after `self` in the input).
+    pub fn absorb(&mut self, other: Partial) {
         self.lines.merge(&other.lines);
         for (mine, theirs) in self.states.iter_mut().zip(other.states) {
             mine.merge(theirs);
         }
-        self.rejected.append(&mut other.rejected);
-        self
+        self.rejected.extend(other.rejected);
     }
 
     /// Counts a rejected line and, with a dead-letter file, keeps it redacted.
@@ -179,28 +207,59 @@ impl Partial {
     }
 }
 
-pub fn process_chunk(ctx: &RunContext<'_>, chunk: &Chunk, start: &ParserState) -> Partial {
-    process_chunk_with(ctx, chunk, start, |_, _| true).0
+/// Parses, pseudonymizes and aggregates one chunk into `partial`, the state a worker keeps
+/// over all the chunks it processes (merged with the other workers' at the end). Rejected
+/// lines are appended to `partial.rejected` in input order.
+///
+/// Records borrow the chunk and nothing is allocated per line on the usual path: a
+/// per-chunk [`EventCache`] per key epoch hashes each repeated cookie or address once and
+/// sanitises each repeated target, Referer and user agent once.
+pub fn process_chunk_into(
+    ctx: &RunContext<'_>,
+    chunk: &Chunk,
+    start: &ParserState,
+    partial: &mut Partial,
+) {
+    // The chunk is aggregated into small states of its own first (they stay in cache),
+    // then folded into the worker's: the worker's large visitor maps are probed once per
+    // distinct (cell, visitor) of the chunk instead of once per line.
+    let mut local = Partial::new(ctx.pipeline);
+    process_chunk_into_with(ctx, chunk, start, &mut local, |_, _| true);
+    partial.absorb(local);
 }
 
-/// [`process_chunk`] with a say per report: `admit(report_index, event_utc_micros)` is
-/// called for every parsed line and report, before the report observes the event, and the
-/// report skips the event when it returns `false` (the daemon's late lines). Also returns
-/// how many parsed lines were skipped by at least one report.
+/// One chunk into a fresh partial, with a say per report (the daemon's late lines): see
+/// [`process_chunk_into_with`].
 pub fn process_chunk_with(
     ctx: &RunContext<'_>,
     chunk: &Chunk,
     start: &ParserState,
-    mut admit: impl FnMut(usize, i64) -> bool,
+    admit: impl FnMut(usize, i64) -> bool,
 ) -> (Partial, u64) {
+    let mut partial = Partial::new(ctx.pipeline);
+    let skipped = process_chunk_into_with(ctx, chunk, start, &mut partial, admit);
+    (partial, skipped)
+}
+
+/// [`process_chunk_into`] with a say per report: `admit(report_index, event_utc_micros)` is
+/// called for every parsed line and report, before the report observes the event, and the
+/// report skips the event when it returns `false` (the daemon's late lines). Returns how
+/// many parsed lines were skipped by at least one report.
+pub fn process_chunk_into_with(
+    ctx: &RunContext<'_>,
+    chunk: &Chunk,
+    start: &ParserState,
+    partial: &mut Partial,
+    mut admit: impl FnMut(usize, i64) -> bool,
+) -> u64 {
     let pipeline = ctx.pipeline;
     let mut skipped = 0;
-    let mut partial = Partial::new(pipeline);
     let mut state = start.clone();
     for &offset in &chunk.too_long {
         partial.reject(ctx, RejectReason::TooLong, offset, &[]);
     }
-    for (offset, line) in chunk.lines() {
+    let mut caches: Vec<Option<EventCache<'_>>> = ctx.epochs.iter().map(|_| None).collect();
+    for (offset, line) in crate::chunks::lines(chunk) {
         let record = match ctx.parser.parse(line, &mut state) {
             Ok(Parsed::Record(record)) => record,
             Ok(Parsed::Directive) => {
@@ -216,15 +275,18 @@ pub fn process_chunk_with(
         let utc_day = record
             .time
             .map_or(0, |t| t.utc_micros.div_euclid(MICROS_PER_DAY) as i32);
-        let Some(epoch) = ctx.epoch_for(utc_day) else {
+        let Some(index) = ctx.epoch_index_for(utc_day) else {
             partial.reject(ctx, RejectReason::NoKey, offset, line);
             continue;
         };
-        let Some(event) =
-            epoch
-                .pseudonymizer
-                .event(&record, &pipeline.client_policy, &pipeline.sanitize)
-        else {
+        let epoch = &ctx.epochs[index];
+        let cache = caches[index].get_or_insert_with(|| EventCache::new(&epoch.pseudonymizer));
+        let Some(event) = epoch.pseudonymizer.event_cached(
+            &record,
+            &pipeline.client_policy,
+            &pipeline.sanitize,
+            cache,
+        ) else {
             partial.reject(ctx, RejectReason::BadTime, offset, line);
             continue;
         };
@@ -251,5 +313,5 @@ pub fn process_chunk_with(
         }
         skipped += u64::from(skipped_here);
     }
-    (partial, skipped)
+    skipped
 }

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod chunks;
 mod config;
 mod daemon;
 mod engine;
@@ -53,6 +54,9 @@ enum Command {
         /// Write rejected lines, redacted, as JSON lines to PATH instead of `input.dead_letter`.
         #[arg(long, value_name = "PATH")]
         dead_letter: Option<PathBuf>,
+        /// Worker threads (default: one per core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Follow live logs: write each report window once the watermark passes it, checkpoint, survive rotation and restarts.
     Daemon {
@@ -146,6 +150,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             out,
             summary,
             dead_letter,
+            threads,
         } => {
             let overrides = Overrides {
                 inputs,
@@ -163,7 +168,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let result = run::run(&pipeline)?;
+            let result = run::run(&pipeline, threads.map(usize::from))?;
             if let Some(path) = summary {
                 let json = serde_json::to_vec_pretty(&result)?;
                 std::fs::write(&path, json)

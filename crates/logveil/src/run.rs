@@ -1,22 +1,24 @@
 //! `logveil run`: the batch pipeline, source → parse → pseudonymize → join → aggregate →
-//! disclose → write. Chunks of each file are parsed in parallel (rayon); each worker builds
-//! partial report states that are merged, so memory is bounded by the chunk window plus
-//! the report cells, never by the input size.
+//! disclose → write. One thread reads line-aligned chunks; rayon workers (`--threads`)
+//! each aggregate their chunks into their own partial report states, merged once at the
+//! end, so memory is bounded by the chunks in flight plus the report cells, never by the
+//! input size.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 
 use anyhow::{Context, Result};
 use logveil_accounts::{AccountSource, LoadStats};
-use logveil_ingest::{ChunkReader, DEFAULT_CHUNK_BYTES};
+use logveil_ingest::{Chunk, DEFAULT_CHUNK_BYTES};
 use logveil_parse::{ParserState, RejectReason};
-use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::chunks::Chunker;
 use crate::config::Pipeline;
-use crate::engine::{Partial, Rejected, RunContext, process_chunk};
+use crate::engine::{Partial, Rejected, RunContext, process_chunk_into};
 use crate::publish::{self, ReportSummary};
 
 /// The dead-letter file: one JSON object per rejected line, in input order.
@@ -123,73 +125,72 @@ impl AccountsSummary {
     }
 }
 
-pub fn run(pipeline: &Pipeline) -> Result<Summary> {
+/// One chunk on its way to a worker: its place in the input, its bytes and the parser
+/// state it starts from.
+struct Work {
+    seq: u64,
+    file: usize,
+    chunk: Chunk,
+    start: ParserState,
+}
+
+/// What workers hand back to the reading thread.
+enum Done {
+    /// A chunk is finished: its size (for the progress bar) and, with a dead-letter file,
+    /// its rejected lines (written in input order).
+    Chunk {
+        seq: u64,
+        file: usize,
+        bytes: u64,
+        rejected: Vec<Rejected>,
+        /// The chunk's buffer, to be read into again.
+        buffer: Vec<u8>,
+    },
+    /// A worker's state over all its chunks, when the input is exhausted.
+    Worker(Box<Partial>),
+}
+
+/// The number of worker threads: `--threads`, else one per core.
+fn worker_threads(requested: Option<usize>) -> usize {
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        .max(1)
+}
+
+/// Runs `pipeline` with `threads` workers (`None`: one per core).
+///
+/// The calling thread reads each input in line-aligned chunks (a line is never split) and
+/// queues them, a few per worker, to the workers of a rayon pool; each worker parses,
+/// pseudonymizes and aggregates its chunks into its own [`Partial`], so nothing is merged
+/// per chunk. Memory is bounded by the chunks in flight plus the report cells. The states
+/// are merged once at the end, and the reports disclosed and written in parallel.
+pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
+    let threads = worker_threads(threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("logveil-worker-{i}"))
+        .build()
+        .context("starting worker threads")?;
     let (ctx, ring, accounts_summary) = RunContext::load(pipeline)?;
 
     let files = logveil_ingest::expand_inputs(&pipeline.inputs, &pipeline.inputs_base)?;
-    let mut dead_letter = pipeline
+    let dead_letter = pipeline
         .dead_letter
         .as_deref()
         .map(DeadLetter::create)
         .transpose()?;
-    let window = rayon::current_num_threads() * 2;
-    let mut total = Partial::new(pipeline);
-    for input in &files {
-        let name = input.to_string();
-        let (reader, compression) = logveil_ingest::open(input, pipeline.max_decompressed_bytes)?;
-        tracing::info!(file = %name, ?compression, "reading");
-        let mut chunks = ChunkReader::new(reader, DEFAULT_CHUNK_BYTES, pipeline.max_line_bytes);
-        // State carried from line to line (W3C `#Fields:`): each chunk starts from what the
-        // chunks before it declared, found by a cheap sequential scan before parsing in parallel.
-        let mut state = ParserState::default();
-        loop {
-            let mut batch = Vec::with_capacity(window);
-            while batch.len() < window {
-                match chunks
-                    .next_chunk()
-                    .with_context(|| format!("reading {name}"))?
-                {
-                    Some(chunk) => batch.push(chunk),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                break;
-            }
-            let starts: Vec<ParserState> = batch
-                .iter()
-                .map(|chunk| {
-                    let start = state.clone();
-                    ctx.parser.scan(&chunk.data, &mut state);
-                    start
-                })
-                .collect();
-            // In chunk order, so the dead-letter file follows the input.
-            let parts: Vec<Partial> = batch
-                .par_iter()
-                .zip(&starts)
-                .map(|(chunk, start)| process_chunk(&ctx, chunk, start))
-                .collect();
-            for mut part in parts {
-                if let Some(dead_letter) = &mut dead_letter {
-                    dead_letter.write(&name, &std::mem::take(&mut part.rejected))?;
-                }
-                total = total.merge(part);
-            }
-        }
-    }
-    if let Some(dead_letter) = dead_letter {
-        dead_letter.finish()?;
-    }
+    let progress = Progress::new(&files);
+    let workers = pool.in_place_scope(|scope| {
+        read_and_process(scope, &ctx, &files, threads, dead_letter, &progress)
+    })?;
+    progress.finish();
+    let total = pool.install(|| {
+        workers
+            .into_iter()
+            .fold(Partial::new(pipeline), |total, p| total.merge(*p))
+    });
 
-    let mut reports = BTreeMap::new();
-    let mut outputs = Vec::new();
-    for (spec, state) in pipeline.reports.iter().zip(total.states) {
-        let published = publish::publish_report(pipeline, spec, state)?;
-        outputs.extend(published.outputs.iter().map(|p| p.display().to_string()));
-        reports.insert(spec.name.clone(), published.summary);
-    }
-
+    let (reports, outputs) = pool.install(|| publish_all(pipeline, &ring, &files, total.states))?;
     Ok(Summary {
         pipeline: pipeline.path.display().to_string(),
         key_id: ring.newest().id().to_string(),
@@ -212,6 +213,263 @@ pub fn run(pipeline: &Pipeline) -> Result<Summary> {
             .as_ref()
             .map(|p| p.display().to_string()),
     })
+}
+
+/// Reads every input on this thread and feeds the chunks to `threads` workers spawned on
+/// `scope`; writes the dead-letter file in input order. Returns the workers' states.
+fn read_and_process<'s>(
+    scope: &rayon::Scope<'s>,
+    ctx: &'s RunContext<'s>,
+    files: &[logveil_ingest::Input],
+    threads: usize,
+    mut dead_letter: Option<DeadLetter>,
+    progress: &Progress,
+) -> Result<Vec<Box<Partial>>> {
+    let pipeline = ctx.pipeline;
+    let names: Vec<String> = files.iter().map(ToString::to_string).collect();
+    // A few chunks queued per worker keep every worker busy while the next is read.
+    let (work_tx, work_rx) = mpsc::sync_channel::<Work>(threads * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    for _ in 0..threads {
+        let work_rx = Arc::clone(&work_rx);
+        let done_tx = done_tx.clone();
+        scope.spawn(move |_| {
+            let mut partial = Partial::new(pipeline);
+            loop {
+                // The lock is held only while waiting for the next chunk.
+                let next = work_rx
+                    .lock()
+                    .map_err(|_| ())
+                    .and_then(|rx| rx.recv().map_err(|_| ()));
+                let Ok(work) = next else { break };
+                process_chunk_into(ctx, &work.chunk, &work.start, &mut partial);
+                let done = Done::Chunk {
+                    seq: work.seq,
+                    file: work.file,
+                    bytes: work.chunk.data.len() as u64,
+                    rejected: std::mem::take(&mut partial.rejected),
+                    buffer: work.chunk.data,
+                };
+                if done_tx.send(done).is_err() {
+                    return;
+                }
+            }
+            let _ = done_tx.send(Done::Worker(Box::new(partial)));
+        });
+    }
+    drop(done_tx);
+
+    let mut collector = Collector {
+        names: &names,
+        dead_letter: dead_letter.as_mut(),
+        progress,
+        next_seq: 0,
+        pending: BTreeMap::new(),
+        workers: Vec::with_capacity(threads),
+        spare: Vec::new(),
+    };
+    let read = read_inputs(
+        ctx,
+        files,
+        &names,
+        &work_tx,
+        &done_rx,
+        &mut collector,
+        progress,
+    );
+    // Workers finish the queued chunks and hand back their state.
+    drop(work_tx);
+    for done in done_rx {
+        collector.take(done)?;
+    }
+    read?;
+    let workers = collector.workers;
+    if let Some(dead_letter) = dead_letter {
+        dead_letter.finish()?;
+    }
+    Ok(workers)
+}
+
+/// Sends every chunk of every input to the workers, in order, collecting what comes back
+/// between sends.
+fn read_inputs(
+    ctx: &RunContext<'_>,
+    files: &[logveil_ingest::Input],
+    names: &[String],
+    work_tx: &mpsc::SyncSender<Work>,
+    done_rx: &mpsc::Receiver<Done>,
+    collector: &mut Collector<'_>,
+    progress: &Progress,
+) -> Result<()> {
+    let pipeline = ctx.pipeline;
+    let mut seq = 0u64;
+    for (index, input) in files.iter().enumerate() {
+        let name = &names[index];
+        let (reader, compression) = logveil_ingest::open(input, pipeline.max_decompressed_bytes)?;
+        progress.suspend(|| tracing::info!(file = %name, ?compression, "reading"));
+        let mut chunks = Chunker::new(reader, DEFAULT_CHUNK_BYTES, pipeline.max_line_bytes);
+        // State carried from line to line (W3C `#Fields:`): each chunk starts from what the
+        // chunks before it declared, found by a cheap sequential scan before parsing in parallel.
+        let mut state = ParserState::default();
+        while let Some(chunk) = chunks
+            .next_chunk(collector.spare.pop().unwrap_or_default())
+            .with_context(|| format!("reading {name}"))?
+        {
+            let start = state.clone();
+            ctx.parser.scan(&chunk.data, &mut state);
+            let mut work = Work {
+                seq,
+                file: index,
+                chunk,
+                start,
+            };
+            seq += 1;
+            // Hand the chunk over, writing finished chunks' rejected lines while the queue is full.
+            loop {
+                match work_tx.try_send(work) {
+                    Ok(()) => break,
+                    Err(mpsc::TrySendError::Full(back)) => {
+                        work = back;
+                        match done_rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                            Ok(done) => collector.take(done)?,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                                anyhow::bail!("worker threads stopped")
+                            }
+                        }
+                    }
+                    Err(mpsc::TrySendError::Disconnected(_)) => {
+                        anyhow::bail!("worker threads stopped")
+                    }
+                }
+            }
+            while let Ok(done) = done_rx.try_recv() {
+                collector.take(done)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Puts finished chunks back in input order for the dead-letter file and the progress bar,
+/// and keeps the workers' states.
+struct Collector<'a> {
+    names: &'a [String],
+    dead_letter: Option<&'a mut DeadLetter>,
+    progress: &'a Progress,
+    next_seq: u64,
+    pending: BTreeMap<u64, (usize, Vec<Rejected>)>,
+    workers: Vec<Box<Partial>>,
+    /// Finished chunks' buffers, read into again.
+    spare: Vec<Vec<u8>>,
+}
+
+impl Collector<'_> {
+    fn take(&mut self, done: Done) -> Result<()> {
+        match done {
+            Done::Worker(partial) => self.workers.push(partial),
+            Done::Chunk {
+                seq,
+                file,
+                bytes,
+                rejected,
+                buffer,
+            } => {
+                self.spare.push(buffer);
+                self.progress.inc(bytes);
+                self.pending.insert(seq, (file, rejected));
+                while let Some((file, rejected)) = self.pending.remove(&self.next_seq) {
+                    if let Some(dead_letter) = self.dead_letter.as_deref_mut() {
+                        dead_letter.write(&self.names[file], &rejected)?;
+                    }
+                    self.next_seq += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Discloses, charges (DP) and writes every report; returns the summaries and files.
+fn publish_all(
+    pipeline: &Pipeline,
+    ring: &logveil_privacy::KeyRing,
+    files: &[logveil_ingest::Input],
+    states: Vec<logveil_report::ReportState>,
+) -> Result<(BTreeMap<String, ReportSummary>, Vec<String>)> {
+    let ctx = publish::PublishContext {
+        pipeline,
+        ring,
+        input_sha256: publish::input_digest(files),
+    };
+    let published = publish::publish(&ctx, states)?;
+    let outputs = published
+        .outputs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    Ok((published.reports, outputs))
+}
+
+/// A progress bar on standard error when it is a terminal (bytes read and bytes/s);
+/// nothing otherwise.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(files: &[logveil_ingest::Input]) -> Self {
+        use std::io::IsTerminal as _;
+        if !std::io::stderr().is_terminal() {
+            return Self(None);
+        }
+        // The total is known for uncompressed files only; otherwise count bytes and rate.
+        let total: Option<u64> = files
+            .iter()
+            .map(|f| match f {
+                logveil_ingest::Input::File(path)
+                    if !path
+                        .extension()
+                        .is_some_and(|e| e == "gz" || e == "zst" || e == "zstd") =>
+                {
+                    std::fs::metadata(path).ok().map(|m| m.len())
+                }
+                _ => None,
+            })
+            .sum();
+        let (bar, template) = match total {
+            Some(total) => (
+                indicatif::ProgressBar::new(total),
+                "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+            ),
+            None => (
+                indicatif::ProgressBar::no_length(),
+                "{elapsed_precise} {bytes} {binary_bytes_per_sec}",
+            ),
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Self(Some(bar))
+    }
+
+    fn inc(&self, bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(bytes);
+        }
+    }
+
+    fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.0 {
+            Some(bar) => bar.suspend(f),
+            None => f(),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// The human summary printed after a run.
