@@ -881,3 +881,181 @@ impl Tailer {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn tailer(dir: &Path) -> Tailer {
+        Tailer::new(
+            vec!["access.log*".to_owned()],
+            dir.to_owned(),
+            [7u8; 32],
+            1000,
+            Duration::ZERO,
+        )
+    }
+
+    fn append(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    /// Scans and reads everything there is: the lines and the too-long offsets.
+    fn drain(t: &mut Tailer) -> (Vec<String>, Vec<u64>) {
+        t.scan();
+        let mut lines = Vec::new();
+        let mut too_long = Vec::new();
+        loop {
+            let (reads, consumed) = t.read(1 << 20);
+            for r in &reads {
+                lines.extend(
+                    r.chunk
+                        .lines()
+                        .map(|(_, l)| String::from_utf8_lossy(l).into_owned()),
+                );
+                too_long.extend(&r.chunk.too_long);
+            }
+            if consumed == 0 {
+                return (lines, too_long);
+            }
+        }
+    }
+
+    fn line(i: usize) -> String {
+        format!("line {i:04} {}\n", "x".repeat(40))
+    }
+
+    fn lines(range: std::ops::Range<usize>) -> String {
+        range.map(line).collect()
+    }
+
+    fn expect(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| line(i).trim_end().to_owned()).collect()
+    }
+
+    #[test]
+    fn a_partial_line_waits_for_its_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut t = tailer(dir.path());
+        append(&log, b"one\ntw");
+        assert_eq!(drain(&mut t).0, ["one"]);
+        append(&log, b"o\nthree");
+        assert_eq!(drain(&mut t).0, ["two"]);
+        append(&log, b"\n");
+        assert_eq!(drain(&mut t).0, ["three"]);
+    }
+
+    #[test]
+    fn an_over_long_line_is_reported_and_skipped_as_it_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut t = tailer(dir.path());
+        append(&log, b"short\n");
+        append(&log, &[b'y'; 1500]);
+        let (got, too_long) = drain(&mut t);
+        assert_eq!((got, too_long), (vec!["short".to_owned()], vec![6]));
+        append(&log, &[b'y'; 3000]);
+        append(&log, b"\nafter\n");
+        assert_eq!(drain(&mut t), (vec!["after".to_owned()], vec![]));
+    }
+
+    #[test]
+    fn rename_rotation_reads_the_old_file_to_its_end_then_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut t = tailer(dir.path());
+        append(&log, lines(0..10).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(0..10));
+        append(&log, lines(10..20).as_bytes());
+        std::fs::rename(&log, dir.path().join("access.log.1")).unwrap();
+        append(&log, lines(20..30).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(10..30));
+    }
+
+    #[test]
+    fn copytruncate_continues_in_the_copy_and_never_rereads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let copy = dir.path().join("access.log.1");
+        let mut t = tailer(dir.path());
+        append(&log, lines(0..10).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(0..10));
+        append(&log, lines(10..15).as_bytes());
+        std::fs::copy(&log, &copy).unwrap();
+        // A look between the copy and the truncation: the copy is held back.
+        assert_eq!(drain(&mut t).0, expect(10..15));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, lines(15..40).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(15..40));
+        assert_eq!(drain(&mut t).0, Vec::<String>::new());
+    }
+
+    #[test]
+    fn restart_detects_truncation_replacement_and_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut t = tailer(dir.path());
+        append(&log, lines(0..10).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(0..10));
+        let saved = t.checkpoint();
+
+        // Unchanged plus growth: resumes at the offset.
+        append(&log, lines(10..12).as_bytes());
+        let mut t = tailer(dir.path());
+        t.restore(saved);
+        assert_eq!(drain(&mut t).0, expect(10..12));
+        let saved = t.checkpoint();
+
+        // Copytruncate while stopped, with lines before and after it.
+        append(&log, lines(12..14).as_bytes());
+        std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, lines(14..30).as_bytes());
+        let mut t = tailer(dir.path());
+        t.restore(saved);
+        assert_eq!(drain(&mut t).0, expect(12..30));
+        let saved = t.checkpoint();
+
+        // Truncated in place and rewritten longer than the offset: read from 0.
+        std::fs::write(&log, lines(30..60)).unwrap();
+        let mut t = tailer(dir.path());
+        t.restore(saved);
+        assert_eq!(drain(&mut t).0, expect(30..60));
+        let saved = t.checkpoint();
+
+        // Replaced by a new file: read from 0, the old copy not again.
+        std::fs::remove_file(&log).unwrap();
+        append(&log, lines(60..65).as_bytes());
+        let mut t = tailer(dir.path());
+        t.restore(saved);
+        assert_eq!(drain(&mut t).0, expect(60..65));
+    }
+
+    #[test]
+    fn compressed_files_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("access.log.2.gz"), [0x1f, 0x8b, 8, 0, 1, 2]).unwrap();
+        append(&dir.path().join("access.log"), b"plain\n");
+        let mut t = tailer(dir.path());
+        assert_eq!(drain(&mut t).0, ["plain"]);
+        assert_eq!(t.status().len(), 1);
+    }
+}
