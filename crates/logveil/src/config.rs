@@ -213,6 +213,9 @@ struct ReportSection {
 
 /// What an audience's policy entry says about disclosure control.
 struct AudienceDisclosure {
+    /// `[audience.NAME.dp]` is present (even when invalid: then `dp` is `None` and the
+    /// error is already reported).
+    dp_declared: bool,
     complementary_suppression: bool,
     dp: Option<DpSpec>,
     legal_class: LegalClass,
@@ -237,7 +240,10 @@ fn audience_disclosure(
             LegalClass::InternalPseudonymous
         }),
     };
-    if audience.external && legal_class != LegalClass::Statistics {
+    if audience.external
+        && legal_class != LegalClass::Statistics
+        && audience.legal_class.as_deref().and_then(LegalClass::parse).is_some()
+    {
         errors.push(format!(
             "{at}.legal_class: an external audience may only receive `statistics`"
         ));
@@ -296,6 +302,7 @@ fn audience_disclosure(
         })
     });
     AudienceDisclosure {
+        dp_declared: audience.dp.is_some(),
         complementary_suppression: audience
             .complementary_suppression
             .unwrap_or(audience.external),
@@ -346,7 +353,7 @@ fn check_disclosure(
             "{at}.totals: a report without dimensions is its own total; remove `totals`"
         ));
     }
-    if disclosure.dp.is_none() {
+    if !disclosure.dp_declared {
         if r.public_keys {
             errors.push(format!(
                 "{at}.public_keys: only for audiences with differential privacy ([audience.{}.dp])",
@@ -577,6 +584,18 @@ impl Pipeline {
         }
         let mut names = BTreeSet::new();
         let mut reports = Vec::new();
+        // Each audience's disclosure settings are validated once, whether or not a report
+        // uses it: a policy error is an error.
+        let disclosures: std::collections::BTreeMap<&str, AudienceDisclosure> = policy
+            .audiences
+            .iter()
+            .map(|(name, audience)| {
+                (
+                    name.as_str(),
+                    audience_disclosure(name, audience, &policy.path, &mut errors),
+                )
+            })
+            .collect();
         for (i, r) in file.report.into_iter().enumerate() {
             let at = format!("{shown}: report[{i}] ({})", r.name);
             if !valid_report_name(&r.name) {
@@ -676,8 +695,8 @@ impl Pipeline {
                 ));
             }
             let filters = report_filters(&r, &at, &mut errors);
-            let disclosure = audience_disclosure(&r.audience, audience, &policy.path, &mut errors);
-            check_disclosure(&r, &at, &disclosure, &mut errors);
+            let disclosure = &disclosures[r.audience.as_str()];
+            check_disclosure(&r, &at, disclosure, &mut errors);
             let spec = ReportSpec {
                 name: r.name,
                 audience: r.audience,
@@ -692,7 +711,7 @@ impl Pipeline {
                 filters,
                 totals: r.totals,
                 complementary_suppression: disclosure.complementary_suppression,
-                dp: disclosure.dp.map(|mut dp| {
+                dp: disclosure.dp.clone().map(|mut dp| {
                     dp.public_keys = r.public_keys;
                     dp
                 }),

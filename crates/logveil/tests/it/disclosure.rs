@@ -270,3 +270,74 @@ fn a_run_past_the_budget_is_refused_and_writes_nothing() {
     assert!(parquet_files(&run.out).is_empty(), "no report file at all");
     assert!(!run.out.join("privacy-ledger.json").exists());
 }
+
+fn check(pipeline: &Path) -> (bool, String) {
+    let out = bin()
+        .current_dir(repo())
+        .arg("check")
+        .arg(pipeline)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn disclosure_settings_are_checked_naming_file_and_key() {
+    let (ok, out) = check(Path::new("pipelines/external.toml"));
+    assert!(ok, "{out}");
+    let policy = EditedPipeline::of("policy.toml", "bad-dp", |p| {
+        p.replace("epsilon = \"0.5\"", "epsilon = \"-1\"")
+            .replace("budget_period = \"month\"", "budget_period = \"year\"")
+            .replace(
+                "external = true   # complementary",
+                "external = true\nlegal_class = \"anonymous\"   # complementary",
+            )
+    });
+    let name = policy.file_name();
+    let pipeline = EditedPipeline::of("external.toml", "bad-dp-pipeline", |p| {
+        p.replace("file = \"policy.toml\"", &format!("file = \"{name}\""))
+            .replace(
+                "metrics = [\"visitors\"]\npublic_keys = true",
+                "metrics = [\"visitors\", \"bytes\"]\npublic_keys = true\ntotals = true",
+            )
+            .replace("status = [\"4xx\"]", "status = [\"404\"]")
+    });
+    let (ok, out) = check(&pipeline.0);
+    assert!(!ok);
+    for needle in [
+        format!("{name}: audience.public.dp.epsilon"),
+        format!(
+            "{name}: audience.public.dp.budget_period: `year` is not allowed (allowed: day, month)"
+        ),
+        format!(
+            "{name}: audience.partner.legal_class: `anonymous` is not allowed (allowed: internal-pseudonymous, statistics)"
+        ),
+        "(devices_hourly_dp).metrics: `bytes` is not supported under differential privacy"
+            .to_owned(),
+        "(devices_hourly_dp).totals: not with differential privacy".to_owned(),
+        "(not_found_daily).status: `404` is not allowed (allowed: 1xx, 2xx, 3xx, 4xx, 5xx)"
+            .to_owned(),
+    ] {
+        assert!(out.contains(&needle), "missing {needle:?} in:\n{out}");
+    }
+    // Public keys need dimensions with a public value list.
+    let pipeline = EditedPipeline::of("external.toml", "bad-public-keys", |p| {
+        p.replace(
+            "dimensions = [\"device_class\"]\nmetrics = [\"visitors\"]\npublic_keys = true",
+            "dimensions = [\"page\"]\nmetrics = [\"visitors\"]\npublic_keys = true",
+        )
+    });
+    let (ok, out) = check(&pipeline.0);
+    assert!(!ok);
+    assert!(
+        out.contains("(devices_hourly_dp).public_keys: `page` has no public value list"),
+        "{out}"
+    );
+}
