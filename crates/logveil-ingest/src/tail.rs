@@ -482,7 +482,7 @@ impl Tailer {
         self.resume_checkpointed(&mut fresh);
         self.check_followed();
         self.resolve_suspects(&mut fresh);
-        self.drop_finished();
+        self.drop_finished(&mut fresh);
         self.adopt_new(fresh);
     }
 
@@ -675,18 +675,37 @@ impl Tailer {
 
     /// Forgets files that left the globs once read to their end and quiet for the grace
     /// (their last line taken as it is, without a newline, as `logveil run` reads it).
-    fn drop_finished(&mut self) {
+    /// A file that holds the same content (moved by copy and delete, as across file
+    /// systems) takes over where it ended instead of being read again from 0.
+    fn drop_finished(&mut self, fresh: &mut Vec<(PathBuf, Metadata)>) {
         let grace = self.drain_grace;
-        self.files.retain(|t| {
+        let mut i = 0;
+        while i < self.files.len() {
+            let t = &self.files[i];
             let done = !t.in_glob
                 && t.suspect.is_none()
                 && t.offset >= t.size
                 && t.last_growth.elapsed() >= grace;
-            if done {
-                tracing::info!(file = %t.path.display(), offset = t.offset, "rotated file read to its end; no longer followed");
+            if !done {
+                i += 1;
+                continue;
             }
-            !done
-        });
+            let t = self.files.remove(i);
+            tracing::info!(file = %t.path.display(), offset = t.offset, "rotated file read to its end; no longer followed");
+            let marks = self.marks_of(&t);
+            if let Some((path, meta, file, offset)) =
+                self.find_copy(&marks, fresh, &t.path, (t.dev, t.ino))
+            {
+                tracing::info!(file = %t.path.display(), copy = %path.display(), offset, "its content lives on in another file: continuing there");
+                fresh.retain(|(p, _)| *p != path);
+                self.held_logged.remove(&(meta.dev(), meta.ino()));
+                let discarding = t.discarding && offset == t.offset;
+                if let Err(e) = self.track(t.stream, path.clone(), file, &meta, offset, discarding)
+                {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot follow the copy");
+                }
+            }
+        }
     }
 
     /// Starts following new files from 0, except compressed ones and copies of followed files.
@@ -1047,6 +1066,23 @@ mod tests {
         let mut t = tailer(dir.path());
         t.restore(saved);
         assert_eq!(drain(&mut t).0, expect(60..65));
+    }
+
+    #[test]
+    fn a_file_moved_by_copy_and_delete_is_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut t = tailer(dir.path());
+        append(&log, lines(0..10).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(0..10));
+        append(&log, lines(10..12).as_bytes());
+        std::fs::copy(&log, dir.path().join("access.log.1")).unwrap();
+        std::fs::remove_file(&log).unwrap();
+        append(&log, lines(12..20).as_bytes());
+        assert_eq!(drain(&mut t).0, expect(10..20));
+        // The deleted original is dropped; its copy goes on from the same offset.
+        assert_eq!(drain(&mut t).0, Vec::<String>::new());
+        assert_eq!(t.status().len(), 2);
     }
 
     #[test]

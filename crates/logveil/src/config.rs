@@ -242,7 +242,11 @@ fn audience_disclosure(
     };
     if audience.external
         && legal_class != LegalClass::Statistics
-        && audience.legal_class.as_deref().and_then(LegalClass::parse).is_some()
+        && audience
+            .legal_class
+            .as_deref()
+            .and_then(LegalClass::parse)
+            .is_some()
     {
         errors.push(format!(
             "{at}.legal_class: an external audience may only receive `statistics`"
