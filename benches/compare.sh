@@ -7,6 +7,7 @@
 #   benches/compare.sh                 # 2M lines, 3 runs each
 #   LINES=8000000 RUNS=1 benches/compare.sh
 #   WORK=/tmp/lvbench SKIP_GOACCESS=1 benches/compare.sh
+#   SKIP_BUILD=1 LOGVEIL=path/to/logveil SAMPLEGEN=path/to/logveil-samplegen benches/compare.sh
 #
 # Needs: cargo, the project venv (.venv with duckdb; scripts/setup-test-deps makes it),
 # GNU time (/usr/bin/time) and goaccess (apt-get install -y time goaccess; installed here
@@ -42,10 +43,12 @@ if ! "$PY" -c 'import duckdb' 2>/dev/null; then
     "$ROOT/scripts/setup-test-deps"
 fi
 
-say "building (release)"
-cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p logveil -p logveil-samplegen
-LOGVEIL=$ROOT/target/release/logveil
-SAMPLEGEN=$ROOT/target/release/logveil-samplegen
+if [ -z "${SKIP_BUILD:-}" ]; then
+    say "building (release)"
+    cargo build --release --quiet --manifest-path "$ROOT/Cargo.toml" -p logveil -p logveil-samplegen
+fi
+LOGVEIL=${LOGVEIL:-$ROOT/target/release/logveil}
+SAMPLEGEN=${SAMPLEGEN:-$ROOT/target/release/logveil-samplegen}
 
 if [ ! -s "$LOG" ] || [ "$(cat "$LOG.stamp" 2>/dev/null)" != "$SEED $LINES" ]; then
     say "generating $LINES lines -> $LOG"

@@ -180,17 +180,29 @@ pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
         .map(DeadLetter::create)
         .transpose()?;
     let progress = Progress::new(&files);
+    // Phase times at `LOGVEIL_LOG=debug` (where a run's time goes).
+    let started = std::time::Instant::now();
+    let phase = |name: &str| {
+        tracing::debug!(
+            seconds = format!("{:.3}", started.elapsed().as_secs_f64()),
+            threads,
+            "{name}"
+        );
+    };
     let workers = pool.in_place_scope(|scope| {
         read_and_process(scope, &ctx, &files, threads, dead_letter, &progress)
     })?;
     progress.finish();
+    phase("inputs read, parsed and aggregated");
     let total = pool.install(|| {
         workers
             .into_iter()
             .fold(Partial::new(pipeline), |total, p| total.merge(*p))
     });
+    phase("worker states merged");
 
     let (reports, outputs) = pool.install(|| publish_all(pipeline, &ring, &files, total.states))?;
+    phase("reports disclosed and written");
     Ok(Summary {
         pipeline: pipeline.path.display().to_string(),
         key_id: ring.newest().id().to_string(),
