@@ -710,3 +710,82 @@ fn metrics_address_must_be_loopback() {
         setup.logs()
     );
 }
+
+#[test]
+fn a_key_rotation_takes_effect_without_restart() {
+    let setup = Setup::new();
+    let key = setup.logs.with_file_name("site.key");
+    let keys = |args: &[&str]| {
+        let out = bin().args(args).arg(&key).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    keys(&["keygen", "--not-before", "2026-01-01"]);
+    let pipeline = crate::util::EditedPipeline::new("daemon-keys", |p| {
+        p.replace("../sample-logs/demo.key", key.to_str().unwrap())
+            + "\n[daemon]\naccounts_refresh = \"1s\"\n"
+    });
+    let lines = sample_lines();
+    let day1 = lines
+        .iter()
+        .position(|l| l.windows(11).any(|w| w == b"02/Nov/2026"))
+        .unwrap();
+    let mut writer = Writer::new(&setup.logs, lines.clone());
+    let mut rng = Rng(3);
+    writer.append(day1, false, &mut rng);
+    let mut daemon = setup.start(&pipeline.0, &["--idle-exit", "4"]);
+    daemon.wait_for_log("following new file", Duration::from_secs(20));
+    // Rotate while it runs; the next refresh picks the new key up.
+    let before = daemon
+        .logs()
+        .matches("key ring and account snapshot refreshed")
+        .count();
+    keys(&["keys", "rotate", "--not-before", "2026-11-02"]);
+    let start = Instant::now();
+    while daemon
+        .logs()
+        .matches("key ring and account snapshot refreshed")
+        .count()
+        < before + 2
+    {
+        daemon.assert_running();
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no refresh:\n{}",
+            daemon.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writer.append(writer.left(), false, &mut rng);
+    let status = daemon.wait_timeout(Duration::from_mins(1));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        setup.logs()
+    );
+    assert_eq!(
+        setup.logs().matches("resuming from checkpoint").count(),
+        0,
+        "one process throughout"
+    );
+    let listed = keys(&["keys", "list"]);
+    let ids: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{listed}");
+    let kv = |day: &str| {
+        crate::util::key_value_metadata(
+            &setup
+                .out
+                .join(format!("visitors_daily/date={day}/part-00000.parquet")),
+        )
+    };
+    assert_eq!(kv("2026-11-01")["logveil.key_id"], ids[0]);
+    assert_eq!(kv("2026-11-02")["logveil.key_id"], ids[1]);
+}
