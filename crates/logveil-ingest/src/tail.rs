@@ -149,8 +149,8 @@ pub struct Tailer {
     restore: Vec<FileCheckpoint>,
     /// Compressed files (skipped), by inode, with the size when looked at.
     skipped: HashMap<(u64, u64), u64>,
-    /// Files held back as copies, already logged.
-    held_logged: HashSet<(u64, u64)>,
+    /// Files already logged as held back (copies) or unreadable.
+    logged_once: HashSet<(u64, u64)>,
     next_stream: u64,
     last_activity: Instant,
 }
@@ -217,7 +217,7 @@ impl Tailer {
             files: Vec::new(),
             restore: Vec::new(),
             skipped: HashMap::new(),
-            held_logged: HashSet::new(),
+            logged_once: HashSet::new(),
             next_stream: 0,
             last_activity: Instant::now(),
         }
@@ -635,7 +635,7 @@ impl Tailer {
             if let Some((path, meta, file, offset)) = copy {
                 tracing::info!(file = %from.display(), copy = %path.display(), offset, "file {what}: continuing in its copy (copytruncate)");
                 fresh.retain(|(p, _)| *p != path);
-                self.held_logged.remove(&(meta.dev(), meta.ino()));
+                self.logged_once.remove(&(meta.dev(), meta.ino()));
                 let in_glob = self.glob_paths().contains(&path);
                 let discarding = discarding && offset == marks.offset;
                 match self.track(stream, path.clone(), file, &meta, offset, discarding) {
@@ -698,7 +698,7 @@ impl Tailer {
             {
                 tracing::info!(file = %t.path.display(), copy = %path.display(), offset, "its content lives on in another file: continuing there");
                 fresh.retain(|(p, _)| *p != path);
-                self.held_logged.remove(&(meta.dev(), meta.ino()));
+                self.logged_once.remove(&(meta.dev(), meta.ino()));
                 let discarding = t.discarding && offset == t.offset;
                 if let Err(e) = self.track(t.stream, path.clone(), file, &meta, offset, discarding)
                 {
@@ -720,8 +720,14 @@ impl Tailer {
             if self.skipped.get(&key) == Some(&meta.len()) {
                 continue;
             }
-            let Ok(file) = File::open(&path) else {
-                continue;
+            let file = match File::open(&path) {
+                Ok(file) => file,
+                Err(e) => {
+                    if self.logged_once.insert(key) {
+                        tracing::warn!(file = %path.display(), error = %e, "cannot open file; will retry");
+                    }
+                    continue;
+                }
             };
             if is_compressed(&file) {
                 if self.skipped.insert(key, meta.len()).is_none() {
@@ -730,12 +736,12 @@ impl Tailer {
                 continue;
             }
             if let Some(original) = self.copy_of(&file, meta.len()) {
-                if self.held_logged.insert(key) {
+                if self.logged_once.insert(key) {
                     tracing::info!(file = %path.display(), original = %original.display(), "file starts like a followed file: held back as its copy until that file is truncated");
                 }
                 continue;
             }
-            self.held_logged.remove(&key);
+            self.logged_once.remove(&key);
             tracing::info!(file = %path.display(), "following new file");
             let stream = self.new_stream();
             if let Err(e) = self.track(stream, path.clone(), file, &meta, 0, false) {

@@ -155,6 +155,12 @@ async fn daemon(args: &DaemonArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    if pipeline.inputs.iter().any(|i| i == "-") {
+        bail!(
+            "{}: input `-` (standard input) cannot be followed: the daemon reads files (use `logveil run` for a pipe)",
+            args.pipeline.display()
+        );
+    }
     let Some(state_dir) = args
         .state
         .clone()
