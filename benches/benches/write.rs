@@ -1,4 +1,4 @@
-//! Disclosure and Parquet writing of the sample's `page_views_hourly` (k_min 1): every
+//! Disclosure and Parquet writing of the sample's `page_views_hourly` (`k_min` 1): every
 //! partition disclosed and written (zstd, atomically) to a temporary directory.
 //!
 //! `cargo bench -p logveil-benches --bench write`

@@ -67,7 +67,7 @@ pub fn events(data: &[u8]) -> Vec<Event> {
         .collect()
 }
 
-/// A report of the internal audience (k_min 1), no joins, like `pipelines/bench.toml`.
+/// A report of the internal audience (`k_min` 1), no joins, like `pipelines/bench.toml`.
 pub fn spec(name: &str, dimensions: &[Dimension], metrics: &[Metric]) -> ReportSpec {
     ReportSpec {
         name: name.to_owned(),

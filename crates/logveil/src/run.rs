@@ -197,7 +197,7 @@ pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
     let total = pool.install(|| {
         workers
             .into_iter()
-            .fold(Partial::new(pipeline), |total, p| total.merge(*p))
+            .fold(Partial::new(pipeline), Partial::merge)
     });
     phase("worker states merged");
 
@@ -236,7 +236,7 @@ fn read_and_process<'s>(
     threads: usize,
     mut dead_letter: Option<DeadLetter>,
     progress: &Progress,
-) -> Result<Vec<Box<Partial>>> {
+) -> Result<Vec<Partial>> {
     let pipeline = ctx.pipeline;
     let names: Vec<String> = files.iter().map(ToString::to_string).collect();
     // A few chunks queued per worker keep every worker busy while the next is read.
@@ -372,7 +372,7 @@ struct Collector<'a> {
     progress: &'a Progress,
     next_seq: u64,
     pending: BTreeMap<u64, (usize, Vec<Rejected>)>,
-    workers: Vec<Box<Partial>>,
+    workers: Vec<Partial>,
     /// Finished chunks' buffers, read into again.
     spare: Vec<Vec<u8>>,
 }
@@ -380,7 +380,7 @@ struct Collector<'a> {
 impl Collector<'_> {
     fn take(&mut self, done: Done) -> Result<()> {
         match done {
-            Done::Worker(partial) => self.workers.push(partial),
+            Done::Worker(partial) => self.workers.push(*partial),
             Done::Chunk {
                 seq,
                 file,
