@@ -250,7 +250,11 @@ impl Setup {
 
     /// Runs the daemon with `--idle-exit 1` until it stops; it must exit 0.
     fn drain(&self) -> serde_json::Value {
-        let mut d = self.start(&daily(), &["--idle-exit", "1"]);
+        self.drain_with(&daily())
+    }
+
+    fn drain_with(&self, pipeline: &Path) -> serde_json::Value {
+        let mut d = self.start(pipeline, &["--idle-exit", "1"]);
         let status = d.wait_timeout(Duration::from_secs(90));
         assert!(
             status.is_some_and(|s| s.success()),
@@ -329,10 +333,16 @@ fn daily() -> PathBuf {
 
 /// `logveil run` over `inputs` into `out`; returns its summary.
 fn batch(inputs: &[String], out: &Path) -> serde_json::Value {
+    batch_with(&daily(), inputs, out)
+}
+
+fn batch_with(pipeline: &Path, inputs: &[String], out: &Path) -> serde_json::Value {
     let summary = out.with_extension("summary.json");
     let mut cmd = bin();
     cmd.current_dir(repo())
-        .args(["run", "pipelines/daily.toml", "--out"])
+        .arg("run")
+        .arg(pipeline)
+        .arg("--out")
         .arg(out)
         .arg("--summary")
         .arg(&summary);
@@ -374,7 +384,11 @@ fn part_files(out: &Path, report: &str) -> Vec<PathBuf> {
 
 /// Same partition files, same rows in each: report by report, cell by cell.
 fn assert_same_output(daemon_out: &Path, batch_out: &Path, what: &str) {
-    for report in REPORTS {
+    assert_same_reports(daemon_out, batch_out, &REPORTS, what);
+}
+
+fn assert_same_reports(daemon_out: &Path, batch_out: &Path, reports: &[&str], what: &str) {
+    for &report in reports {
         let rel = |files: Vec<PathBuf>, base: &Path| -> Vec<PathBuf> {
             files
                 .into_iter()
@@ -788,4 +802,65 @@ fn a_key_rotation_takes_effect_without_restart() {
     };
     assert_eq!(kv("2026-11-01")["logveil.key_id"], ids[0]);
     assert_eq!(kv("2026-11-02")["logveil.key_id"], ids[1]);
+}
+
+#[test]
+fn local_days_weeks_months_and_no_lateness_match_batch() {
+    // Asia/Tokyo partitions, week and month buckets, and windows closed the moment the
+    // watermark moves on (allowed_lateness 0): in-order input still loses nothing.
+    let pipeline = crate::util::EditedPipeline::new("daemon-tz", |p| {
+        p.replace(
+            "[output]\ndir = \"../out\"\n",
+            "[output]\ndir = \"../out\"\ntimezone = \"Asia/Tokyo\"\n",
+        ) + r#"
+[[report]]
+name = "visitors_weekly"
+audience = "internal"
+purpose = "improve_services"
+bucket = "week"
+metrics = ["views", "visitors", "bytes"]
+
+[[report]]
+name = "pages_monthly"
+audience = "internal"
+purpose = "improve_services"
+bucket = "month"
+dimensions = ["page_group"]
+metrics = ["views", "visitors"]
+
+[daemon]
+allowed_lateness = "0s"
+poll_interval = "20ms"
+checkpoint_interval = "100ms"
+"#
+    });
+    let setup = Setup::new();
+    let lines = sample_lines();
+    let total = lines.len();
+    let mut writer = Writer::new(&setup.logs, lines);
+    let mut rng = Rng(5);
+    for round in 0..4 {
+        let daemon = setup.start(&pipeline.0, &[]);
+        for _ in 0..10 {
+            writer.append(total / 40 + 1, rng.chance(0.5), &mut rng);
+            if rng.chance(0.3) {
+                writer.rotate(round % 2 == 0);
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        std::thread::sleep(Duration::from_millis(100 * round));
+        daemon.kill9();
+    }
+    writer.append(writer.left(), false, &mut rng);
+    writer.finish_line();
+    let daemon = setup.drain_with(&pipeline.0);
+    let batch_out = setup.out.with_file_name("batch");
+    let batch = batch_with(&pipeline.0, &[setup.glob()], &batch_out);
+    assert_eq!(batch["lines_read"].as_u64().unwrap() as usize, total);
+    assert_same_lines(&daemon, &batch, "tz");
+    let mut reports = REPORTS.to_vec();
+    reports.extend(["visitors_weekly", "pages_monthly"]);
+    assert_same_reports(&setup.out, &batch_out, &reports, "tz");
+    // Tokyo days: the UTC 2026-11-01..02 lines fall on three local days.
+    assert_eq!(part_files(&batch_out, "visitors_daily").len(), 3);
 }
