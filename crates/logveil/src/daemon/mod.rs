@@ -496,6 +496,13 @@ impl Core {
                 (partial, late, max)
             })
             .collect();
+        let late: u64 = results.iter().map(|(_, late, _)| late).sum();
+        if late > 0 {
+            tracing::warn!(
+                late,
+                "lines for windows already written: counted as late and left out (rebuild those days with `logveil run` to include them)"
+            );
+        }
         for (partial, late, max) in results {
             self.lines.add(&partial.lines, late);
             for (open, state) in self.open.iter_mut().zip(partial.states) {

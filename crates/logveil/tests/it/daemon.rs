@@ -864,3 +864,40 @@ checkpoint_interval = "100ms"
     // Tokyo days: the UTC 2026-11-01..02 lines fall on three local days.
     assert_eq!(part_files(&batch_out, "visitors_daily").len(), 3);
 }
+
+#[test]
+fn late_lines_are_counted_and_dropped() {
+    let setup = Setup::new();
+    let lines = sample_lines();
+    let mut writer = Writer::new(&setup.logs, lines.clone());
+    let mut rng = Rng(9);
+    writer.append(lines.len(), false, &mut rng);
+    setup.drain();
+    // A day after its window closed: the first 100 lines of 2026-11-01 once more.
+    let late: Vec<u8> = lines[..100].concat();
+    writer.write(&late);
+    let daemon = setup.drain();
+
+    let late_path = setup.logs.with_file_name("late.log");
+    std::fs::write(&late_path, &late).unwrap();
+    let late_only = batch(
+        &[late_path.display().to_string()],
+        &setup.out.with_file_name("late-only"),
+    );
+    let all = batch(
+        &[setup.logs.join("access.log").display().to_string()],
+        &setup.out.with_file_name("all"),
+    );
+    assert!(daemon["lines_late"].as_u64().unwrap() > 90);
+    assert_eq!(daemon["lines_late"], late_only["lines_parsed"]);
+    assert_eq!(
+        daemon["lines_read"], all["lines_read"],
+        "late lines are read"
+    );
+    // The daemon's files are those of the lines on time.
+    let on_time_path = setup.logs.with_file_name("on-time.log");
+    std::fs::write(&on_time_path, lines.concat()).unwrap();
+    let on_time_out = setup.out.with_file_name("on-time");
+    batch(&[on_time_path.display().to_string()], &on_time_out);
+    assert_same_output(&setup.out, &on_time_out, "late");
+}
