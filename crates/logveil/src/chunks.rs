@@ -33,6 +33,10 @@ pub struct Chunker<R> {
     /// Over-long lines met after a chunk's data began: they open the next chunk.
     pending_too_long: Vec<u64>,
     eof: bool,
+    /// Lines starting at or after this stream offset belong to the next range.
+    end: u64,
+    /// The range's last line has been read: nothing more.
+    stopped: bool,
 }
 
 impl<R: Read> Chunker<R> {
@@ -48,7 +52,27 @@ impl<R: Read> Chunker<R> {
             discarding: false,
             pending_too_long: Vec::new(),
             eof: false,
+            end: u64::MAX,
+            stopped: false,
         }
+    }
+
+    /// A chunker for the lines that start in `[start, end)` of a stream whose `reader` is
+    /// positioned at `start`, a line start (see [`line_start_at_or_after`]). Reading goes
+    /// past `end` to finish the range's last line; the lines after it are left to the
+    /// chunker of the next range.
+    pub fn with_range(
+        reader: R,
+        start: u64,
+        end: u64,
+        chunk_bytes: usize,
+        max_line_bytes: usize,
+    ) -> Self {
+        let mut chunker = Self::new(reader, chunk_bytes, max_line_bytes);
+        chunker.line_start = start;
+        chunker.pos = start;
+        chunker.end = end;
+        chunker
     }
 
     /// The next chunk, its data in `buf` (cleared first: pass a finished chunk's buffer
@@ -62,7 +86,10 @@ impl<R: Read> Chunker<R> {
         self.carry.clear();
         // `buf[..complete]` are complete lines; the rest is the start of one more.
         let mut complete = 0usize;
-        while !self.eof && complete < self.chunk_bytes {
+        if offset >= self.end {
+            self.stopped = true;
+        }
+        while !self.eof && !self.stopped && complete < self.chunk_bytes {
             let before = buf.len();
             buf.reserve(self.read_bytes);
             let n = match (&mut self.reader)
@@ -94,15 +121,34 @@ impl<R: Read> Chunker<R> {
                         buf.drain(before..=before + i);
                         offset = at + i as u64 + 1;
                         fresh = before;
+                        if offset >= self.end {
+                            buf.truncate(before);
+                            self.stopped = true;
+                            break;
+                        }
                     }
                 }
             }
             if let Some(last) = memchr::memrchr(b'\n', &buf[fresh..]) {
                 complete = fresh + last + 1;
             }
+            if offset + complete as u64 >= self.end {
+                // The range ends with the line holding byte `end - 1`.
+                let from = (self.end - 1 - offset) as usize;
+                let newline = memchr::memchr(b'\n', &buf[from..complete])
+                    .expect("buf[complete - 1] is a newline");
+                complete = from + newline + 1;
+                self.stopped = true;
+                break;
+            }
             if buf.len() - complete > self.max_line_bytes + 2 {
                 // Over-long even before its end arrives: skip the rest of it.
                 let start = offset + complete as u64;
+                if start >= self.end {
+                    // Not this range's line.
+                    self.stopped = true;
+                    break;
+                }
                 buf.truncate(complete);
                 self.discarding = true;
                 if complete == 0 {
@@ -115,7 +161,10 @@ impl<R: Read> Chunker<R> {
                 }
             }
         }
-        if self.eof {
+        if self.stopped {
+            self.discarding = false;
+            buf.truncate(complete);
+        } else if self.eof {
             // A last line without a newline is still a line.
             complete = buf.len();
             self.discarding = false;
@@ -133,6 +182,35 @@ impl<R: Read> Chunker<R> {
             data: buf,
             too_long,
         }))
+    }
+}
+
+/// The offset of the first line that starts at or after `pos` (a line starts at 0 or after a
+/// `\n`), leaving `reader` positioned there; the end of the stream when none does.
+pub fn line_start_at_or_after<R: Read + std::io::Seek>(
+    reader: &mut R,
+    pos: u64,
+) -> std::io::Result<u64> {
+    use std::io::SeekFrom;
+    if pos == 0 {
+        reader.seek(SeekFrom::Start(0))?;
+        return Ok(0);
+    }
+    let mut at = reader.seek(SeekFrom::Start(pos - 1))?;
+    let mut block = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut block) {
+            Ok(0) => return Ok(at),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(i) = memchr::memchr(b'\n', &block[..n]) {
+            let start = at + i as u64 + 1;
+            reader.seek(SeekFrom::Start(start))?;
+            return Ok(start);
+        }
+        at += n as u64;
     }
 }
 
@@ -237,7 +315,64 @@ mod tests {
         );
     }
 
+    /// The chunks of `data` read as `cuts.len() + 1` ranges, as a split run reads a file.
+    fn ranges(data: &[u8], cuts: &[usize], step: usize, chunk: usize, max: usize) -> Vec<Chunk> {
+        let mut bounds: Vec<u64> = cuts
+            .iter()
+            .map(|&c| (c % (data.len() + 1)) as u64)
+            .collect();
+        bounds.push(0);
+        bounds.push(data.len() as u64);
+        bounds.sort_unstable();
+        let mut out = Vec::new();
+        for pair in bounds.windows(2) {
+            let mut file = std::io::Cursor::new(data);
+            let start = line_start_at_or_after(&mut file, pair[0]).unwrap();
+            let rest = &data[start as usize..];
+            let mut chunker =
+                Chunker::with_range(Dribble { data: rest, step }, start, pair[1], chunk, max);
+            chunker.read_bytes = step;
+            let mut spare = Vec::new();
+            while let Some(c) = chunker.next_chunk(std::mem::take(&mut spare)).unwrap() {
+                out.push(Chunk {
+                    offset: c.offset,
+                    data: c.data.clone(),
+                    too_long: c.too_long,
+                });
+                spare = c.data;
+            }
+        }
+        out
+    }
+
     proptest! {
+        /// Split into ranges, every line is read exactly once, by the range it starts in.
+        #[test]
+        fn ranges_read_every_line_once(
+            lines in proptest::collection::vec((0usize..60, any::<bool>(), any::<bool>()), 0..40),
+            last_newline in any::<bool>(),
+            cuts in proptest::collection::vec(0usize..4000, 0..5),
+            step in 1usize..70,
+            chunk in 1usize..120,
+            max in 0usize..40,
+        ) {
+            let mut data = Vec::new();
+            for (i, (len, cr, big)) in lines.iter().enumerate() {
+                let len = if *big { len * 7 } else { *len };
+                data.extend((0..len).map(|j| b'a' + ((i + j) % 26) as u8));
+                if *cr {
+                    data.push(b'\r');
+                }
+                data.push(b'\n');
+            }
+            if !last_newline {
+                data.pop();
+            }
+            let a = seen(ranges(&data, &cuts, step, chunk, max).into_iter(), max);
+            let b = seen(theirs(&data, step, chunk, max).into_iter(), max);
+            prop_assert_eq!(a, b);
+        }
+
         #[test]
         fn lines_are_chunk_lines(data in proptest::collection::vec(prop_oneof![Just(b'\n'), Just(b'a'), Just(b'\r')], 0..40), offset in 0u64..1000) {
             let chunk = Chunk { offset, data, too_long: Vec::new() };

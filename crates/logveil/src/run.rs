@@ -14,6 +14,7 @@ use anyhow::{Context, Result};
 use logveil_accounts::{AccountSource, LoadStats};
 use logveil_ingest::{Chunk, DEFAULT_CHUNK_BYTES};
 use logveil_parse::{ParserState, RejectReason};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::chunks::Chunker;
@@ -159,11 +160,14 @@ fn worker_threads(requested: Option<usize>) -> usize {
 
 /// Runs `pipeline` with `threads` workers (`None`: one per core).
 ///
-/// The calling thread reads each input in line-aligned chunks (a line is never split) and
-/// queues them, a few per worker, to the workers of a rayon pool; each worker parses,
-/// pseudonymizes and aggregates its chunks into its own [`Partial`], so nothing is merged
-/// per chunk. Memory is bounded by the chunks in flight plus the report cells. The states
-/// are merged once at the end, and the reports disclosed and written in parallel.
+/// Plain input files of a stateless format without a dead-letter file are cut into one
+/// byte range per worker, and each worker of a rayon pool reads its range in line-aligned
+/// chunks (a line belongs to the range it starts in). Otherwise (compressed inputs, stdin,
+/// W3C, a dead-letter file, which needs input order) the calling thread reads each input
+/// in chunks and queues them, a few per worker. Either way each worker parses,
+/// pseudonymizes and aggregates its chunks into its own [`Partial`]; memory is bounded by
+/// the chunks in flight plus the report cells. The states are merged once at the end, and
+/// the reports disclosed and written in parallel.
 pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
     let threads = worker_threads(threads);
     let pool = rayon::ThreadPoolBuilder::new()
@@ -189,9 +193,19 @@ pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
             "{name}"
         );
     };
-    let workers = pool.in_place_scope(|scope| {
-        read_and_process(scope, &ctx, &files, threads, dead_letter, &progress)
-    })?;
+    let workers = match split_inputs(&ctx, &files, threads)? {
+        // Plain files, stateless format, no dead-letter file: each worker reads its own
+        // byte range (its own part of the day, for time-ordered logs).
+        Some(slices) => {
+            for name in files.iter().map(ToString::to_string) {
+                progress.suspend(|| tracing::info!(file = %name, "reading (split by byte ranges)"));
+            }
+            pool.install(|| read_ranges(&ctx, &files, slices, &progress))?
+        }
+        None => pool.in_place_scope(|scope| {
+            read_and_process(scope, &ctx, &files, threads, dead_letter, &progress)
+        })?,
+    };
     progress.finish();
     phase("inputs read, parsed and aggregated");
     let total = pool.install(|| {
@@ -225,6 +239,114 @@ pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
             .as_ref()
             .map(|p| p.display().to_string()),
     })
+}
+
+/// Below this many input bytes per worker a run reads sequentially.
+const MIN_SPLIT_BYTES: u64 = 64 * 1024;
+
+/// A byte range of one input file: the lines that start in `[start, end)`.
+struct Piece {
+    file: usize,
+    start: u64,
+    end: u64,
+}
+
+/// When every input is a plain file, the format needs no state from earlier lines and no
+/// dead-letter file is written (its lines must come out in input order): the inputs, seen
+/// as one run of bytes, cut into `threads` equal slices, one per worker. `None` otherwise,
+/// and for inputs too small to be worth it.
+fn split_inputs(
+    ctx: &RunContext<'_>,
+    files: &[logveil_ingest::Input],
+    threads: usize,
+) -> Result<Option<Vec<Vec<Piece>>>> {
+    let pipeline = ctx.pipeline;
+    if threads < 2 || pipeline.dead_letter.is_some() || ctx.parser.is_stateful() {
+        return Ok(None);
+    }
+    let mut sizes = Vec::with_capacity(files.len());
+    for input in files {
+        let logveil_ingest::Input::File(path) = input else {
+            return Ok(None);
+        };
+        let (_, compression) = logveil_ingest::open(input, pipeline.max_decompressed_bytes)?;
+        if !matches!(compression, logveil_ingest::Compression::None) {
+            return Ok(None);
+        }
+        sizes.push(
+            std::fs::metadata(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .len(),
+        );
+    }
+    let total: u64 = sizes.iter().sum();
+    if total < threads as u64 * MIN_SPLIT_BYTES {
+        return Ok(None);
+    }
+    let share = total.div_ceil(threads as u64);
+    let mut slices: Vec<Vec<Piece>> = (0..threads).map(|_| Vec::new()).collect();
+    let mut base = 0u64;
+    for (file, size) in sizes.iter().enumerate() {
+        let (lo, hi) = (base, base + size);
+        for (k, slice) in slices.iter_mut().enumerate() {
+            let from = (k as u64 * share).max(lo);
+            let to = ((k as u64 + 1) * share).min(total).min(hi);
+            if from < to {
+                slice.push(Piece {
+                    file,
+                    start: from - lo,
+                    end: to - lo,
+                });
+            }
+        }
+        base = hi;
+    }
+    Ok(Some(slices))
+}
+
+/// Each worker reads its slices' byte ranges itself (a line belongs to the range it starts
+/// in) and aggregates them into its own state.
+fn read_ranges(
+    ctx: &RunContext<'_>,
+    files: &[logveil_ingest::Input],
+    slices: Vec<Vec<Piece>>,
+    progress: &Progress,
+) -> Result<Vec<Partial>> {
+    let pipeline = ctx.pipeline;
+    slices
+        .into_par_iter()
+        .map(|slice| {
+            let mut partial = Partial::new(pipeline);
+            let mut buffer = Vec::new();
+            // Stateless formats only: every chunk starts from the default state.
+            let state = ParserState::default();
+            for piece in slice {
+                let logveil_ingest::Input::File(path) = &files[piece.file] else {
+                    unreachable!("split runs read files only");
+                };
+                let context = || format!("reading {}", path.display());
+                let mut file = File::open(path).with_context(context)?;
+                let start = crate::chunks::line_start_at_or_after(&mut file, piece.start)
+                    .with_context(context)?;
+                let mut chunks = Chunker::with_range(
+                    file,
+                    start,
+                    piece.end,
+                    DEFAULT_CHUNK_BYTES,
+                    pipeline.max_line_bytes,
+                );
+                while let Some(chunk) = chunks
+                    .next_chunk(std::mem::take(&mut buffer))
+                    .with_context(context)?
+                {
+                    process_chunk_into(ctx, &chunk, &state, &mut partial);
+                    progress.inc(chunk.data.len() as u64);
+                    buffer = chunk.data;
+                }
+            }
+            Ok(partial)
+        })
+        .collect()
 }
 
 /// Reads every input on this thread and feeds the chunks to `threads` workers spawned on
