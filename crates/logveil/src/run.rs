@@ -653,9 +653,21 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
     for (name, r) in &summary.reports {
         let _ = write!(
             s,
-            "  {name:<24} {:>6} rows, {:>4} cells suppressed (k_min {}, audience {}), {} partition(s)",
-            r.rows, r.cells_suppressed, r.k_min, r.audience, r.partitions
+            "  {name:<24} {:>6} rows, {:>4} cells suppressed{} (k_min {}, audience {}), {} partition(s)",
+            r.rows,
+            r.cells_suppressed,
+            if r.cells_secondary > 0 {
+                format!(" ({} complementary)", r.cells_secondary)
+            } else {
+                String::new()
+            },
+            r.k_min,
+            r.audience,
+            r.partitions
         );
+        if let (Some(e), Some(d)) = (&r.epsilon, &r.delta) {
+            let _ = write!(s, "; DP release ε {e}, δ {d}");
+        }
         if let Some(j) = &r.joins {
             let _ = write!(
                 s,
