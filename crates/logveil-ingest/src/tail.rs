@@ -39,6 +39,9 @@ use crate::Chunk;
 /// How many bytes the head and tail marks cover.
 pub const MARK_BYTES: usize = 256;
 
+/// Scans for which content not found again (a renamed or copied file) is looked for.
+const RESTORE_SCANS: u32 = 5;
+
 /// What the checkpoint keeps of one followed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileCheckpoint {
@@ -145,8 +148,10 @@ pub struct Tailer {
     /// A file that left the globs is dropped once read to its end and quiet this long.
     drain_grace: Duration,
     files: Vec<Tracked>,
-    /// Checkpointed files not yet found again (resolved by the first scan).
-    restore: Vec<FileCheckpoint>,
+    /// Content not found again yet, with the scans tried: checkpointed files (found by
+    /// inode, or in a copy) and truncated files whose copy has not shown up. Kept for a
+    /// few scans (renames may be in flight) and in the checkpoint meanwhile.
+    restore: Vec<(FileCheckpoint, u32)>,
     /// Compressed files (skipped), by inode, with the size when looked at.
     skipped: HashMap<(u64, u64), u64>,
     /// Files already logged as held back (copies) or unreadable.
@@ -235,7 +240,7 @@ impl Tailer {
 
     /// Files to find again on the next [`Tailer::scan`] (from a checkpoint).
     pub fn restore(&mut self, files: Vec<FileCheckpoint>) {
-        self.restore = files;
+        self.restore = files.into_iter().map(|f| (f, 0)).collect();
     }
 
     /// How long since a file last grew or appeared.
@@ -257,25 +262,25 @@ impl Tailer {
         }
     }
 
-    /// The checkpoint of every followed file (and of checkpointed files not found yet).
+    fn entry(&self, t: &Tracked) -> FileCheckpoint {
+        FileCheckpoint {
+            path: t.path.clone(),
+            dev: t.dev,
+            ino: t.ino,
+            offset: t.offset,
+            size: t.size,
+            head_len: t.head.len() as u32,
+            head_hash: hex(&self.hash(&t.head)),
+            tail_len: t.tail.len() as u32,
+            tail_hash: hex(&self.hash(&t.tail)),
+            discarding: t.discarding,
+        }
+    }
+
+    /// The checkpoint of every followed file (and of content not found again yet).
     pub fn checkpoint(&self) -> Vec<FileCheckpoint> {
-        let mut out: Vec<FileCheckpoint> = self
-            .files
-            .iter()
-            .map(|t| FileCheckpoint {
-                path: t.path.clone(),
-                dev: t.dev,
-                ino: t.ino,
-                offset: t.offset,
-                size: t.size,
-                head_len: t.head.len() as u32,
-                head_hash: hex(&self.hash(&t.head)),
-                tail_len: t.tail.len() as u32,
-                tail_hash: hex(&self.hash(&t.tail)),
-                discarding: t.discarding,
-            })
-            .collect();
-        out.extend(self.restore.iter().cloned());
+        let mut out: Vec<FileCheckpoint> = self.files.iter().map(|t| self.entry(t)).collect();
+        out.extend(self.restore.iter().map(|(f, _)| f.clone()));
         out
     }
 
@@ -491,7 +496,7 @@ impl Tailer {
     /// holds their content (copytruncate while stopped).
     fn resume_checkpointed(&mut self, fresh: &mut Vec<(PathBuf, Metadata)>) {
         let mut unresolved = Vec::new();
-        for cp in std::mem::take(&mut self.restore) {
+        for (cp, tries) in std::mem::take(&mut self.restore) {
             let (Some(head_hash), Some(tail_hash)) = (unhex(&cp.head_hash), unhex(&cp.tail_hash))
             else {
                 tracing::warn!(file = %cp.path.display(), "checkpoint entry unreadable; ignored");
@@ -517,7 +522,7 @@ impl Tailer {
                         .find(|(_, m)| (m.dev(), m.ino()) == key)
                 });
             let Some((path, meta)) = same_inode else {
-                unresolved.push((cp, marks, None));
+                unresolved.push((cp, marks, None, tries));
                 continue;
             };
             let opened = File::open(&path).and_then(|f| {
@@ -551,15 +556,16 @@ impl Tailer {
                         "file {} while stopped",
                         verdict.describe()
                     );
-                    unresolved.push((cp, marks, Some(verdict)));
+                    unresolved.push((cp, marks, Some(verdict), tries));
                 }
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot open checkpointed file");
-                    unresolved.push((cp, marks, None));
+                    // Renamed between the listing and the open, most likely: look again.
+                    tracing::debug!(file = %path.display(), error = %e, "cannot open checkpointed file");
+                    unresolved.push((cp, marks, None, tries));
                 }
             }
         }
-        for (cp, marks, changed) in unresolved {
+        for (cp, marks, changed, tries) in unresolved {
             // Its content may live on in a copy (copytruncate while stopped).
             match self.find_copy(&marks, fresh, &cp.path, (cp.dev, cp.ino)) {
                 Some((path, meta, file, offset)) => {
@@ -579,6 +585,8 @@ impl Tailer {
                         }
                     }
                 }
+                // Not found (yet): renames may be in flight; look again on the next scans.
+                None if tries < RESTORE_SCANS => self.restore.push((cp, tries + 1)),
                 None if changed.is_some() => tracing::warn!(
                     file = %cp.path.display(),
                     "no copy of its earlier content found: its new content is read from the start"
@@ -652,8 +660,12 @@ impl Tailer {
                 tracing::warn!(
                     file = %from.display(),
                     offset = marks.offset,
-                    "file {what}; no copy of it found: reading it again from the start (lines between the offset and the truncation, if any, are lost)"
+                    "file {what}; no copy of it found (yet): reading it again from the start (lines between the offset and the truncation, if any, are lost unless a copy shows up)"
                 );
+                // A copy being renamed right now shows up on a later scan.
+                let mut old = self.entry(&self.files[i]);
+                (old.dev, old.ino) = (0, 0);
+                self.restore.push((old, 1));
             }
             // The file itself is a new stream from 0.
             let new_stream = self.new_stream();

@@ -485,6 +485,10 @@ fn crash_harness_output_equals_batch() {
     writer.append(writer.left(), false, &mut rng);
     writer.finish_line();
     let daemon = setup.drain();
+    // The daemon's logs, kept for a failure (they hold paths and offsets, no log lines).
+    let kept = std::env::temp_dir().join(format!("logveil-crash-harness-{seed}.log"));
+    let _ = std::fs::copy(&setup.daemon_log, &kept);
+    let what = format!("{what} (daemon logs: {})", kept.display());
 
     let batch_out = setup.out.with_file_name("batch");
     let batch = batch(&[setup.glob()], &batch_out);
