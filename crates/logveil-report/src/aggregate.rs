@@ -53,7 +53,11 @@ pub struct CellState {
 
 impl CellState {
     /// Folds `other` (the same cell over other lines) into `self`.
-    pub fn merge(&mut self, other: CellState) {
+    pub fn merge(&mut self, mut other: CellState) {
+        // The smaller visitor table is folded into the larger (merging is commutative).
+        if other.visitors.len() > self.visitors.len() {
+            std::mem::swap(self, &mut other);
+        }
         self.views += other.views;
         self.bytes += other.bytes;
         for (visitor, views) in other.visitors {
@@ -124,7 +128,13 @@ impl ReportState {
     /// Folds `other` (built from other lines) into `self`.
     pub fn merge(&mut self, other: ReportState) {
         for (key, cell) in other.cells {
-            self.cells.entry(key).or_default().merge(cell);
+            match self.cells.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut mine) => mine.get_mut().merge(cell),
+                // A cell only `other` has moves over whole: its tables are not rebuilt.
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(cell);
+                }
+            }
         }
         for (day, keys) in other.partitions {
             self.partitions.entry(day).or_default().extend(keys);
