@@ -199,6 +199,14 @@ fn read_at(file: &File, at: u64, len: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Opens `path` if it is still the file `meta` describes (a rename between the listing
+/// and the open would hand over another file), with the open file's metadata.
+fn open_same(path: &Path, meta: &Metadata) -> std::io::Result<Option<(File, Metadata)>> {
+    let file = File::open(path)?;
+    let now = file.metadata()?;
+    Ok(((now.dev(), now.ino()) == (meta.dev(), meta.ino())).then_some((file, now)))
+}
+
 fn is_compressed(file: &File) -> bool {
     let magic = read_at(file, 0, 4).unwrap_or_default();
     matches!(magic[..], [0x1f, 0x8b, ..] | [0x28, 0xb5, 0x2f, 0xfd])
@@ -442,7 +450,10 @@ impl Tailer {
             if (meta.dev(), meta.ino()) == not || meta.len() < marks.head_len as u64 {
                 return None;
             }
-            let file = File::open(&path).ok()?;
+            let (file, meta) = open_same(&path, &meta).ok()??;
+            if meta.len() < marks.head_len as u64 {
+                return None;
+            }
             if meta.len() >= marks.offset {
                 return matches!(self.verify(&file, meta.len(), marks), Ok(Verdict::Same))
                     .then_some((path, meta, file, marks.offset));
@@ -525,12 +536,15 @@ impl Tailer {
                 unresolved.push((cp, marks, None, tries));
                 continue;
             };
-            let opened = File::open(&path).and_then(|f| {
+            let opened = open_same(&path, &meta).and_then(|same| {
+                let Some((f, meta)) = same else {
+                    return Err(std::io::Error::other("replaced since listed"));
+                };
                 let v = self.verify(&f, meta.len(), &marks)?;
-                Ok((f, v))
+                Ok((f, meta, v))
             });
             match opened {
-                Ok((file, Verdict::Same)) => {
+                Ok((file, meta, Verdict::Same)) => {
                     let in_glob = fresh.iter().any(|(p, _)| *p == path);
                     fresh.retain(|(p, _)| *p != path);
                     if path != cp.path {
@@ -549,7 +563,7 @@ impl Tailer {
                         }
                     }
                 }
-                Ok((_, verdict)) => {
+                Ok((_, _, verdict)) => {
                     tracing::warn!(
                         file = %path.display(),
                         offset = cp.offset,
@@ -732,8 +746,10 @@ impl Tailer {
             if self.skipped.get(&key) == Some(&meta.len()) {
                 continue;
             }
-            let file = match File::open(&path) {
-                Ok(file) => file,
+            let (file, meta) = match open_same(&path, &meta) {
+                Ok(Some(opened)) => opened,
+                // Renamed or replaced since listed: the next scan sees it as it is.
+                Ok(None) => continue,
                 Err(e) => {
                     if self.logged_once.insert(key) {
                         tracing::warn!(file = %path.display(), error = %e, "cannot open file; will retry");
