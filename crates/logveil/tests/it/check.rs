@@ -11,16 +11,9 @@ fn check_variant(edit: impl Fn(&str) -> String) -> (bool, String) {
         std::thread::current().id()
     ));
     std::fs::write(&path, edit(&original)).unwrap();
-    let out = bin().arg("check").arg(&path).output().unwrap();
+    let result = crate::util::check_pipeline(&path);
     std::fs::remove_file(&path).unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    result
 }
 
 #[test]

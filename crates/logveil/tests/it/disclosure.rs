@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::util::{EditedPipeline, bin, key_value_metadata, repo, report_rows};
+use crate::util::{EditedPipeline, bin, check_pipeline, key_value_metadata, repo, report_rows};
 
 struct ExternalRun {
     _tmp: tempfile::TempDir,
@@ -271,26 +271,9 @@ fn a_run_past_the_budget_is_refused_and_writes_nothing() {
     assert!(!run.out.join("privacy-ledger.json").exists());
 }
 
-fn check(pipeline: &Path) -> (bool, String) {
-    let out = bin()
-        .current_dir(repo())
-        .arg("check")
-        .arg(pipeline)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
 #[test]
 fn disclosure_settings_are_checked_naming_file_and_key() {
-    let (ok, out) = check(Path::new("pipelines/external.toml"));
+    let (ok, out) = check_pipeline(Path::new("pipelines/external.toml"));
     assert!(ok, "{out}");
     let policy = EditedPipeline::of("policy.toml", "bad-dp", |p| {
         p.replace("epsilon = \"0.5\"", "epsilon = \"-1\"")
@@ -309,7 +292,7 @@ fn disclosure_settings_are_checked_naming_file_and_key() {
             )
             .replace("status = [\"4xx\"]", "status = [\"404\"]")
     });
-    let (ok, out) = check(&pipeline.0);
+    let (ok, out) = check_pipeline(&pipeline.0);
     assert!(!ok);
     for needle in [
         format!("{name}: audience.public.dp.epsilon"),
@@ -334,7 +317,7 @@ fn disclosure_settings_are_checked_naming_file_and_key() {
             "dimensions = [\"page\"]\nmetrics = [\"visitors\"]\npublic_keys = true",
         )
     });
-    let (ok, out) = check(&pipeline.0);
+    let (ok, out) = check_pipeline(&pipeline.0);
     assert!(!ok);
     assert!(
         out.contains("(devices_hourly_dp).public_keys: `page` has no public value list"),

@@ -183,15 +183,7 @@ fn check(
             &format!("file = {:?}", policy.display().to_string()),
         )
     });
-    let out = bin().arg("check").arg(&pipeline.0).output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    crate::util::check_pipeline(&pipeline.0)
 }
 
 #[test]

@@ -368,6 +368,24 @@ impl Drop for EditedPipeline {
     }
 }
 
+/// `logveil check PIPELINE`: whether it passed, and everything it printed.
+pub fn check_pipeline(pipeline: &Path) -> (bool, String) {
+    let out = bin()
+        .current_dir(repo())
+        .arg("check")
+        .arg(pipeline)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// Runs the binary in the repository with `args`, feeding `stdin` to it.
 pub fn run_with_stdin(args: &[&std::ffi::OsStr], stdin: &[u8]) -> Output {
     use std::io::Write;
