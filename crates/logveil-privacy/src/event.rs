@@ -96,6 +96,8 @@ pub struct EventCache<'a> {
     /// The key id, allocated for this cache: cloning it per event touches no counter shared
     /// with other threads.
     key_id: std::sync::Arc<str>,
+    /// Whether events get their `ip_prefix` ([`EventCache::without_ip_prefix`]).
+    ip_prefix: bool,
     cookies: FastMap<&'a [u8], Pseudonym>,
     fallback: FastMap<(&'a [u8], &'a [u8], i32), Pseudonym>,
     prefixes: FastMap<&'a [u8], Option<IpPrefix>>,
@@ -134,6 +136,7 @@ impl EventCache<'_> {
         Self {
             owner: std::ptr::from_ref(pseudonymizer) as usize,
             key_id: std::sync::Arc::from(pseudonymizer.key_id().as_str()),
+            ip_prefix: true,
             cookies: FastMap::default(),
             fallback: FastMap::default(),
             prefixes: FastMap::default(),
@@ -141,6 +144,16 @@ impl EventCache<'_> {
             targets: FastMap::default(),
             referers: FastMap::default(),
         }
+    }
+}
+
+impl EventCache<'_> {
+    /// Events made through this cache carry no `ip_prefix` (`None`): for runs in which no
+    /// report has the `ip_prefix` dimension, which then need not parse every address.
+    #[must_use]
+    pub fn without_ip_prefix(mut self) -> Self {
+        self.ip_prefix = false;
+        self
     }
 }
 
@@ -234,7 +247,7 @@ impl Pseudonymizer {
             record.client.map(|c| c.expose_for_hashing()),
             record.forwarded_for.map(|f| f.expose_for_hashing()),
         );
-        let ip_prefix = client.and_then(|c| {
+        let ip_prefix = client.filter(|_| cache.ip_prefix).and_then(|c| {
             *cache
                 .prefixes
                 .entry(c)
@@ -512,5 +525,60 @@ mod tests {
         assert!(e.page_group.is_none() && e.query == QueryValues::default());
         let e = ev("*", &sanitize);
         assert!(e.page.is_none() && e.page_group.is_none());
+    }
+
+    #[test]
+    fn cached_events_equal_uncached_ones() {
+        use crate::sanitize::{QueryAllow, QueryParam, RouteTemplates};
+        let p = pseudonymizer();
+        let parser = LineParser::new(
+            LogFormat::from_name_or_format("combined_cookie").unwrap(),
+            Some("jt_uid"),
+        );
+        let sanitize = SanitizePolicy {
+            query_allow: QueryAllow::default().with(QueryParam::UtmSource),
+            routes: RouteTemplates::parse(&["/en/{city}/hotels".to_owned()]).unwrap(),
+        };
+        let clients = ClientPolicy::default();
+        let lines = [
+            r#"192.0.2.1 - - [01/Nov/2026:12:00:00 +0000] "GET /en/tokyo/hotels?utm_source=X HTTP/1.1" 200 10 "https://www.Example.com/a" "Mozilla/5.0 (iPhone) Mobile" "jt_uid=u-1""#,
+            r#"192.0.2.1 - - [01/Nov/2026:12:00:01 +0000] "GET /en/tokyo/hotels?utm_source=X HTTP/1.1" 200 10 "https://www.Example.com/a" "Mozilla/5.0 (iPhone) Mobile" "jt_uid=u-1""#,
+            r#"192.0.2.1 - - [01/Nov/2026:12:00:02 +0000] "GET /a HTTP/1.1" 200 10 "-" "Mozilla/5.0 (iPhone) Mobile" "-""#,
+            r#"192.0.2.1:443 - - [02/Nov/2026:12:00:02 +0000] "GET /a HTTP/1.1" 200 10 "-" "Mozilla/5.0 (iPhone) Mobile" "-""#,
+            r#"2001:db8::1 - - [02/Nov/2026:12:00:03 +0000] "POST http://h.example/x?q HTTP/1.1" 302 - "-" "Googlebot/2.1" "lang=ja""#,
+            r#"host.example - - [02/Nov/2026:12:00:04 +0000] "GET /u/a@b.example HTTP/1.1" 404 5 "bad referer" "-" "jt_uid=""#,
+            r#"192.0.2.1 - - [02/Nov/2026:12:00:05 +0000] "-" 400 - "-" "-" "-""#,
+        ];
+        let records: Vec<_> = lines
+            .iter()
+            .map(|l| parser.parse(l.as_bytes()).unwrap())
+            .collect();
+        let mut cache = EventCache::new(&p);
+        let mut no_prefix = EventCache::new(&p).without_ip_prefix();
+        // Twice over: the second pass hits the cache for every part.
+        for record in records.iter().chain(&records) {
+            let a = p.event(record, &clients, &sanitize).unwrap();
+            let b = p
+                .event_cached(record, &clients, &sanitize, &mut cache)
+                .unwrap();
+            let c = p
+                .event_cached(record, &clients, &sanitize, &mut no_prefix)
+                .unwrap();
+            for e in [&b, &c] {
+                assert_eq!(a.utc_micros, e.utc_micros);
+                assert_eq!(a.visitor, e.visitor);
+                assert_eq!(a.key_id, e.key_id);
+                assert_eq!(a.cookie_visitor, e.cookie_visitor);
+                assert_eq!(a.method, e.method);
+                assert_eq!((a.status, a.bytes), (e.status, e.bytes));
+                assert_eq!(a.page, e.page);
+                assert_eq!(a.page_group, e.page_group);
+                assert_eq!(a.query, e.query);
+                assert_eq!(a.referrer, e.referrer);
+                assert_eq!((a.bot, a.device, a.browser), (e.bot, e.device, e.browser));
+            }
+            assert_eq!(a.ip_prefix, b.ip_prefix);
+            assert_eq!(c.ip_prefix, None);
+        }
     }
 }

@@ -259,6 +259,10 @@ pub fn process_chunk_into_with(
         partial.reject(ctx, RejectReason::TooLong, offset, &[]);
     }
     let mut caches: Vec<Option<EventCache<'_>>> = ctx.epochs.iter().map(|_| None).collect();
+    let ip_prefix = pipeline
+        .reports
+        .iter()
+        .any(|r| r.dimensions.contains(&logveil_privacy::Dimension::IpPrefix));
     for (offset, line) in crate::chunks::lines(chunk) {
         let record = match ctx.parser.parse(line, &mut state) {
             Ok(Parsed::Record(record)) => record,
@@ -280,7 +284,14 @@ pub fn process_chunk_into_with(
             continue;
         };
         let epoch = &ctx.epochs[index];
-        let cache = caches[index].get_or_insert_with(|| EventCache::new(&epoch.pseudonymizer));
+        let cache = caches[index].get_or_insert_with(|| {
+            let cache = EventCache::new(&epoch.pseudonymizer);
+            if ip_prefix {
+                cache
+            } else {
+                cache.without_ip_prefix()
+            }
+        });
         let Some(event) = epoch.pseudonymizer.event_cached(
             &record,
             &pipeline.client_policy,
