@@ -269,15 +269,18 @@ fn split_inputs(
         let logveil_ingest::Input::File(path) = input else {
             return Ok(None);
         };
+        // Regular files only (a FIFO or device has no ranges, and must not be read twice).
+        let Ok(metadata) = std::fs::metadata(path) else {
+            return Ok(None);
+        };
+        if !metadata.is_file() {
+            return Ok(None);
+        }
         let (_, compression) = logveil_ingest::open(input, pipeline.max_decompressed_bytes)?;
         if !matches!(compression, logveil_ingest::Compression::None) {
             return Ok(None);
         }
-        sizes.push(
-            std::fs::metadata(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .len(),
-        );
+        sizes.push(metadata.len());
     }
     let total: u64 = sizes.iter().sum();
     if total < threads as u64 * MIN_SPLIT_BYTES {
