@@ -438,35 +438,7 @@ fn parquet_never_decodes_unused_columns() {
     let path = write_parquet(
         dir.path(),
         "extra.parquet",
-        vec![
-            (
-                "account_id",
-                Arc::new(StringArray::from(vec!["A1", "A2"])) as ArrayRef,
-            ),
-            ("email", Arc::new(list)),
-            (
-                "cookie_id",
-                Arc::new(StringArray::from(vec![Some("c1"), None])),
-            ),
-            (
-                "birth_date",
-                Arc::new(arrow_array::Date32Array::from(vec![Some(7000), None])),
-            ),
-            ("gender", Arc::new(StringArray::from(vec![Some("F"), None]))),
-            (
-                "consent_research",
-                Arc::new(BooleanArray::from(vec![true, false])),
-            ),
-            (
-                "consent_advertising",
-                Arc::new(BooleanArray::from(vec![true, false])),
-            ),
-            (
-                "newsletter_opt_out",
-                Arc::new(BooleanArray::from(vec![true, false])),
-            ),
-            ("deleted", Arc::new(BooleanArray::from(vec![false, false]))),
-        ],
+        two_accounts_with(("email", Arc::new(list))),
     );
     let store = load(&AccountSource::Parquet(path)).unwrap();
     assert_eq!(
@@ -488,35 +460,7 @@ fn parquet_never_decodes_unused_columns() {
     let path = write_parquet(
         dir.path(),
         "zip.parquet",
-        vec![
-            (
-                "account_id",
-                Arc::new(StringArray::from(vec!["A1", "A2"])) as ArrayRef,
-            ),
-            ("zip_code", Arc::new(zip)),
-            (
-                "cookie_id",
-                Arc::new(StringArray::from(vec![Some("c1"), None])),
-            ),
-            (
-                "birth_date",
-                Arc::new(arrow_array::Date32Array::from(vec![Some(7000), None])),
-            ),
-            ("gender", Arc::new(StringArray::from(vec![Some("F"), None]))),
-            (
-                "consent_research",
-                Arc::new(BooleanArray::from(vec![true, false])),
-            ),
-            (
-                "consent_advertising",
-                Arc::new(BooleanArray::from(vec![true, false])),
-            ),
-            (
-                "newsletter_opt_out",
-                Arc::new(BooleanArray::from(vec![true, false])),
-            ),
-            ("deleted", Arc::new(BooleanArray::from(vec![false, false]))),
-        ],
+        two_accounts_with(("zip_code", Arc::new(zip))),
     );
     let source = AccountSource::Parquet(path);
     let without_area = Attributes {
@@ -527,4 +471,37 @@ fn parquet_never_decodes_unused_columns() {
     assert_eq!(store.stats().accounts, 2);
     let e = load(&source).unwrap_err().to_string();
     assert!(e.contains("column `zip_code`: type List"), "{e}");
+}
+
+/// Columns of two accounts (A1 with cookie c1, A2 without), with one extra column second.
+fn two_accounts_with(extra: (&'static str, ArrayRef)) -> Vec<(&'static str, ArrayRef)> {
+    vec![
+        (
+            "account_id",
+            Arc::new(StringArray::from(vec!["A1", "A2"])) as ArrayRef,
+        ),
+        extra,
+        (
+            "cookie_id",
+            Arc::new(StringArray::from(vec![Some("c1"), None])),
+        ),
+        (
+            "birth_date",
+            Arc::new(arrow_array::Date32Array::from(vec![Some(7000), None])),
+        ),
+        ("gender", Arc::new(StringArray::from(vec![Some("F"), None]))),
+        (
+            "consent_research",
+            Arc::new(BooleanArray::from(vec![true, false])),
+        ),
+        (
+            "consent_advertising",
+            Arc::new(BooleanArray::from(vec![true, false])),
+        ),
+        (
+            "newsletter_opt_out",
+            Arc::new(BooleanArray::from(vec![true, false])),
+        ),
+        ("deleted", Arc::new(BooleanArray::from(vec![false, false]))),
+    ]
 }
