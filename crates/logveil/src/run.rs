@@ -609,11 +609,32 @@ impl Progress {
     }
 }
 
+/// `N read, N parsed, N rejected (reason N, …)`: the line counts of a run or daemon summary.
+pub fn line_counts<K: std::fmt::Display>(
+    read: u64,
+    parsed: u64,
+    rejected: &BTreeMap<K, u64>,
+) -> String {
+    let total: u64 = rejected.values().sum();
+    let reasons: Vec<String> = rejected
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    if reasons.is_empty() {
+        format!("{read} read, {parsed} parsed, {total} rejected")
+    } else {
+        format!(
+            "{read} read, {parsed} parsed, {total} rejected ({})",
+            reasons.join(", ")
+        )
+    }
+}
+
 /// The human summary printed after a run.
 pub fn render(summary: &Summary, out_dir: &Path) -> String {
     use std::fmt::Write;
     let mut s = String::new();
-    let rejected: u64 = summary.lines_rejected.values().sum();
     let _ = writeln!(
         s,
         "logveil run {} (key {}{})",
@@ -621,23 +642,14 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
         summary.key_id,
         if summary.demo_key { ", DEMO KEY" } else { "" }
     );
-    let reasons: Vec<String> = summary
-        .lines_rejected
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
     let _ = writeln!(
         s,
-        "  lines: {} read, {} parsed, {} rejected{}",
-        summary.lines_read,
-        summary.lines_parsed,
-        rejected,
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join(", "))
-        }
+        "  lines: {}",
+        line_counts(
+            summary.lines_read,
+            summary.lines_parsed,
+            &summary.lines_rejected
+        )
     );
     if summary.lines_directives > 0 {
         let _ = writeln!(

@@ -736,13 +736,6 @@ fn split(chunk: Chunk) -> Vec<Chunk> {
 fn render(s: &Summary) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let rejected: u64 = s.lines_rejected.values().sum();
-    let reasons: Vec<String> = s
-        .lines_rejected
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(r, n)| format!("{r} {n}"))
-        .collect();
     let _ = writeln!(
         out,
         "logveil daemon {} (key {}{}): stopped ({})",
@@ -756,15 +749,8 @@ fn render(s: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "  lines: {} read, {} parsed, {} rejected{}, {} late (dropped)",
-        s.lines_read,
-        s.lines_parsed,
-        rejected,
-        if reasons.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", reasons.join(", "))
-        },
+        "  lines: {}, {} late (dropped)",
+        crate::run::line_counts(s.lines_read, s.lines_parsed, &s.lines_rejected),
         s.lines_late
     );
     let open: usize = s.open_windows.values().map(Vec::len).sum();
