@@ -158,6 +158,9 @@ pub struct Tailer {
     logged_once: HashSet<(u64, u64)>,
     next_stream: u64,
     last_activity: Instant,
+    /// While set, each file is read only up to its end offset here, keyed by
+    /// `(dev, ino)`; files not listed are not read ([`Tailer::set_read_limits`]).
+    limits: Option<HashMap<(u64, u64), u64>>,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -233,7 +236,33 @@ impl Tailer {
             logged_once: HashSet::new(),
             next_stream: 0,
             last_activity: Instant::now(),
+            limits: None,
         }
+    }
+
+    /// Reads only up to these end offsets (keyed by `(dev, ino)`), nothing from other
+    /// files, until cleared with `None`. An edge agent replays a batch it published but
+    /// did not checkpoint with exactly the same byte range, so the range-based message
+    /// id matches and the server drops the duplicate.
+    pub fn set_read_limits(&mut self, limits: Option<HashMap<(u64, u64), u64>>) {
+        self.limits = limits;
+    }
+
+    /// `(dev, ino)` of a followed stream's current file.
+    pub fn file_id(&self, stream: u64) -> Option<(u64, u64)> {
+        self.files
+            .iter()
+            .find(|t| t.stream == stream)
+            .map(|t| (t.dev, t.ino))
+    }
+
+    /// The first `min(MARK_BYTES, offset)` bytes of a followed stream (for a content
+    /// fingerprint; the caller hashes them with a key, they are raw log bytes).
+    pub fn head(&self, stream: u64) -> Option<&[u8]> {
+        self.files
+            .iter()
+            .find(|t| t.stream == stream)
+            .map(|t| t.head.as_slice())
     }
 
     /// Changes the globs (pipeline reload); files no longer matched are drained.
@@ -845,7 +874,11 @@ impl Tailer {
             self.files[i].suspect = Some(Verdict::Shrunk.describe());
             return Ok(None);
         }
-        let available = size - t.offset;
+        let mut available = size - t.offset;
+        if let Some(limits) = &self.limits {
+            let end = limits.get(&(t.dev, t.ino)).copied().unwrap_or(0);
+            available = available.min(end.saturating_sub(t.offset));
+        }
         if available == 0 {
             return Ok(None);
         }
@@ -991,6 +1024,35 @@ mod tests {
 
     fn expect(range: std::ops::Range<usize>) -> Vec<String> {
         range.map(|i| line(i).trim_end().to_owned()).collect()
+    }
+
+    #[test]
+    fn read_limits_replay_exactly_a_range_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("access.log");
+        let mut t = tailer(dir.path());
+        append(&log, b"zero\n");
+        assert_eq!(drain(&mut t).0, ["zero"]);
+        append(&log, b"one\ntwo\n");
+        let saved = t.checkpoint();
+        let (first, _) = drain(&mut t);
+        assert_eq!(first, ["one", "two"]);
+        let end = t.checkpoint()[0].offset;
+        // The file grows, the process dies before committing: a restart from `saved` reads
+        // exactly the same range again with the limit, then the rest without.
+        append(&log, b"three\n");
+        let mut again = tailer(dir.path());
+        again.restore(saved);
+        again.scan();
+        let id = (t.checkpoint()[0].dev, t.checkpoint()[0].ino);
+        again.set_read_limits(Some(HashMap::from([(id, end)])));
+        let (reads, _) = again.read(1 << 20);
+        assert_eq!(reads.len(), 1);
+        assert_eq!(reads[0].chunk.data, b"one\ntwo\n");
+        assert_eq!(again.file_id(reads[0].stream), Some(id));
+        assert_eq!(again.head(reads[0].stream), Some(&b"zero\none\ntwo\n"[..]));
+        again.set_read_limits(None);
+        assert_eq!(drain(&mut again).0, ["three"]);
     }
 
     #[test]
