@@ -105,6 +105,12 @@ impl RootKey {
     }
 
     /// A subkey for one use, bound to this root key by a fixed context string.
+    /// The key an edge agent fingerprints log files with (`logveil edge` message ids): the
+    /// fingerprint hashes the first bytes of a log, which hold addresses, so it is keyed.
+    pub fn file_fingerprint_key(&self) -> Zeroizing<[u8; 32]> {
+        self.derive("logveil 2026-11 edge file fingerprint v1")
+    }
+
     pub(crate) fn derive(&self, context: &str) -> Zeroizing<[u8; 32]> {
         Zeroizing::new(blake3::derive_key(context, self.secret.expose_secret()))
     }

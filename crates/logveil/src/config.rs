@@ -35,6 +35,9 @@ struct PipelineFile {
     /// `logveil daemon` settings (see `daemon::settings`).
     #[serde(default)]
     daemon: Option<crate::daemon::settings::DaemonSection>,
+    /// `logveil edge` / `aggregate` / `merge` settings (see `scaleout::settings`).
+    #[serde(default)]
+    scaleout: Option<crate::scaleout::settings::ScaleoutSection>,
 }
 
 /// `[audit] log = "PATH"`: the re-identification audit log (`logveil lookup`).
@@ -442,6 +445,8 @@ pub struct Pipeline {
     pub daemon: crate::daemon::settings::DaemonSettings,
     /// `[output] ledger`: the differential-privacy budget ledger.
     pub ledger: PathBuf,
+    /// `[scaleout]`: site, partitions, partials location, windows and replays.
+    pub scaleout: crate::scaleout::ScaleoutSettings,
 }
 
 /// All problems found in a pipeline file, one per line.
@@ -466,6 +471,12 @@ impl Pipeline {
         let mut errors = Vec::new();
         let daemon = crate::daemon::settings::DaemonSettings::from_section(
             file.daemon.take(),
+            &shown,
+            &clean(&base),
+            &mut errors,
+        );
+        let scaleout = crate::scaleout::ScaleoutSettings::from_section(
+            file.scaleout.take(),
             &shown,
             &clean(&base),
             &mut errors,
@@ -799,6 +810,7 @@ impl Pipeline {
             reports,
             audit_log,
             daemon,
+            scaleout,
         })
     }
 }

@@ -63,16 +63,26 @@ impl<'a> RunContext<'a> {
     /// Loads the key ring and, when a report joins accounts, the account table once per
     /// key (a join only works within one key).
     pub fn load(pipeline: &'a Pipeline) -> Result<(Self, KeyRing, Option<AccountsSummary>)> {
+        Self::load_with(pipeline, true)
+    }
+
+    /// [`RunContext::load`], with `accounts = false` for an edge agent: it pseudonymizes
+    /// and never joins (the account table stays with the aggregators).
+    pub fn load_with(
+        pipeline: &'a Pipeline,
+        accounts: bool,
+    ) -> Result<(Self, KeyRing, Option<AccountsSummary>)> {
         let ring = KeyRing::load(&pipeline.key_file).context("loading keys")?;
         if ring.is_demo() {
             tracing::warn!(key_file = %pipeline.key_file.display(), "DEMO KEY: its secret is published, so these pseudonyms protect nothing; use `logveil keygen` for real logs");
         }
         // One epoch per root key: its pseudonymizer and, when reports join accounts, the
         // account table hashed with its visitor subkey (a join only works within one key).
-        let needs_accounts = pipeline
-            .reports
-            .iter()
-            .any(logveil_report::ReportSpec::needs_join);
+        let needs_accounts = accounts
+            && pipeline
+                .reports
+                .iter()
+                .any(logveil_report::ReportSpec::needs_join);
         let source = match &pipeline.accounts {
             Some((spec, base)) if needs_accounts => Some(AccountSource::parse(spec, base)?),
             _ => None,
@@ -325,4 +335,119 @@ pub fn process_chunk_into_with(
         skipped += u64::from(skipped_here);
     }
     skipped
+}
+
+/// Parses and pseudonymizes one chunk into events, for an edge agent (`logveil edge`):
+/// what [`process_chunk_into_with`] does before aggregating. Rejected lines are counted in
+/// `lines` (an edge keeps no dead-letter file: its lines stay on the web server).
+pub fn events_of_chunk(
+    ctx: &RunContext<'_>,
+    chunk: &Chunk,
+    start: &ParserState,
+    lines: &mut LineCounts,
+) -> Vec<logveil_privacy::Event> {
+    let pipeline = ctx.pipeline;
+    let mut state = start.clone();
+    lines.reject(RejectReason::TooLong, chunk.too_long.len() as u64);
+    let mut caches: Vec<Option<EventCache<'_>>> = ctx.epochs.iter().map(|_| None).collect();
+    let ip_prefix = pipeline
+        .reports
+        .iter()
+        .any(|r| r.dimensions.contains(&logveil_privacy::Dimension::IpPrefix));
+    let mut events = Vec::new();
+    for (_, line) in crate::chunks::lines(chunk) {
+        let record = match ctx.parser.parse(line, &mut state) {
+            Ok(Parsed::Record(record)) => record,
+            Ok(Parsed::Directive) => {
+                lines.read += 1;
+                lines.directives += 1;
+                continue;
+            }
+            Err(reason) => {
+                lines.reject(reason, 1);
+                continue;
+            }
+        };
+        let utc_day = record
+            .time
+            .map_or(0, |t| t.utc_micros.div_euclid(MICROS_PER_DAY) as i32);
+        let Some(index) = ctx.epoch_index_for(utc_day) else {
+            lines.reject(RejectReason::NoKey, 1);
+            continue;
+        };
+        let epoch = &ctx.epochs[index];
+        let cache = caches[index].get_or_insert_with(|| {
+            let cache = EventCache::new(&epoch.pseudonymizer);
+            if ip_prefix {
+                cache
+            } else {
+                cache.without_ip_prefix()
+            }
+        });
+        let Some(event) = epoch.pseudonymizer.event_cached(
+            &record,
+            &pipeline.client_policy,
+            &pipeline.sanitize,
+            cache,
+        ) else {
+            lines.reject(RejectReason::BadTime, 1);
+            continue;
+        };
+        lines.read += 1;
+        lines.parsed += 1;
+        events.push(event);
+    }
+    events
+}
+
+/// Adds decoded events (from edge agents) to per-report states: the join, audience
+/// pseudonym and aggregation half of [`process_chunk_into_with`], on the aggregator.
+/// `observe(report_index, event, join, visitor_id)` adds the event to the state it picks
+/// (the aggregator keeps one per window) with [`ReportState::observe`]. Returns how many
+/// events had a key id this ring does not have (skipped: the aggregator needs every key
+/// its edges use).
+pub fn observe_events(
+    ctx: &RunContext<'_>,
+    events: &[logveil_privacy::Event],
+    mut observe: impl FnMut(
+        usize,
+        &logveil_privacy::Event,
+        JoinOutcome<'_>,
+        Option<logveil_privacy::Pseudonym>,
+    ),
+) -> u64 {
+    let pipeline = ctx.pipeline;
+    let mut unknown_key = 0;
+    let mut last: Option<(std::sync::Arc<str>, usize)> = None;
+    for event in events {
+        let index = match &last {
+            Some((id, i)) if **id == *event.key_id => *i,
+            _ => {
+                let Some(i) = ctx
+                    .epochs
+                    .iter()
+                    .position(|e| e.pseudonymizer.key_id().as_str() == &*event.key_id)
+                else {
+                    unknown_key += 1;
+                    continue;
+                };
+                last = Some((std::sync::Arc::clone(&event.key_id), i));
+                i
+            }
+        };
+        let epoch = &ctx.epochs[index];
+        for (i, spec) in pipeline.reports.iter().enumerate() {
+            let join = match (&epoch.accounts, spec.needs_join()) {
+                (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
+                _ => JoinOutcome::NoAccount,
+            };
+            let visitor_id = spec.visitor_id.then(|| {
+                epoch
+                    .pseudonymizer
+                    .for_audience(&event.visitor, &spec.audience)
+            });
+            observe(i, event, join, visitor_id);
+        }
+    }
+    unknown_key
 }

@@ -154,27 +154,33 @@ impl Checkpoint {
     /// Writes the checkpoint atomically: readers (and a restart after a crash) see the
     /// previous one or this one, never a mix.
     pub fn commit(&self, dir: &Path) -> Result<()> {
-        let path = Self::path(dir);
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        let context = || format!("writing checkpoint {}", tmp.display());
-        let mut file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(context)?;
         let bytes = serde_json::to_vec(self).context("serialising the checkpoint")?;
-        file.write_all(&bytes).with_context(context)?;
-        file.sync_all().with_context(context)?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing directory {}", dir.display()))?;
-        Ok(())
+        write_atomic(dir, FILE_NAME, &bytes)
     }
+}
+
+/// Writes `dir/name` atomically and durably (temp file, fsync, rename, fsync of the
+/// directory): readers and a restart after a crash see the previous content or this one.
+pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    let context = || format!("writing checkpoint {}", tmp.display());
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(context)?;
+    file.write_all(bytes).with_context(context)?;
+    file.sync_all().with_context(context)?;
+    drop(file);
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))?;
+    Ok(())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -50,10 +50,10 @@ pub const READ_BUDGET: usize = 8 << 20;
 const PIECE_BYTES: usize = 1 << 20;
 /// A file that left the globs (renamed away, deleted) is forgotten once read to its end
 /// and quiet this long.
-const DRAIN_GRACE: Duration = Duration::from_secs(30);
+pub(crate) const DRAIN_GRACE: Duration = Duration::from_secs(30);
 /// Event times further ahead of the clock than this do not move the watermark (one
 /// line with a wrong clock must not close every window).
-const MAX_FUTURE_MICROS: i64 = MICROS_PER_DAY;
+pub(crate) const MAX_FUTURE_MICROS: i64 = MICROS_PER_DAY;
 
 /// `logveil daemon` arguments.
 #[derive(Debug, Clone)]
@@ -256,7 +256,7 @@ fn spawn_signal_task(control: Arc<Control>) -> Result<()> {
     Ok(())
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as i64)
@@ -708,7 +708,7 @@ fn write_windows(
 
 /// Cuts a chunk into pieces of about [`PIECE_BYTES`] at line ends (over-long line
 /// offsets go with the first piece).
-fn split(chunk: Chunk) -> Vec<Chunk> {
+pub(crate) fn split(chunk: Chunk) -> Vec<Chunk> {
     if chunk.data.len() <= PIECE_BYTES {
         return vec![chunk];
     }

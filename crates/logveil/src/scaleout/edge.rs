@@ -1,0 +1,639 @@
+//! `logveil edge`: runs on a web server, follows its logs like `logveil daemon`, parses
+//! and pseudonymizes them there, and publishes the events to JetStream. Raw identifiers
+//! never leave the machine: a message holds keyed pseudonyms, sanitised pages, truncated
+//! network prefixes and closed user-agent classes only ([`logveil_privacy::wire`]).
+//!
+//! Exactly once, end to end: before publishing what it read, the edge writes the byte
+//! ranges and their message ids to its checkpoint as *pending*; it publishes, waits for
+//! every acknowledgement, then checkpoints the new offsets. After a crash it re-reads
+//! exactly the pending ranges and publishes them again under the same ids
+//! (`host/file-fingerprint/start-end/p<partition>.<piece>`): JetStream drops what it already
+//! has (within `scaleout.duplicate_window`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use async_nats::jetstream;
+use logveil_ingest::Chunk;
+use logveil_ingest::tail::{FileCheckpoint, TailRead, Tailer};
+use logveil_parse::ParserState;
+use logveil_privacy::wire::{self, BatchHeader};
+use logveil_privacy::{Event, KeyRing};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Overrides, Pipeline};
+use crate::daemon::checkpoint::{self, LineTotals, StateLock};
+use crate::engine::{LineCounts, RunContext, events_of_chunk};
+
+const CHECKPOINT_FILE: &str = "edge-checkpoint.json";
+const CHECKPOINT_VERSION: u32 = 1;
+/// Bytes read per turn: a turn's messages stay well under NATS's 1 MiB payload limit
+/// once split per partition and piece.
+const READ_BUDGET: usize = 4 << 20;
+/// Events per message at most (a message is ~20 bytes an event compressed).
+const EVENTS_PER_MESSAGE: usize = 20_000;
+
+/// `logveil edge` arguments.
+#[derive(Debug, Clone)]
+pub struct EdgeArgs {
+    pub pipeline: PathBuf,
+    pub nats: String,
+    pub inputs: Vec<String>,
+    pub state: Option<PathBuf>,
+    pub host: Option<String>,
+    pub idle_exit: Option<u64>,
+    pub summary: Option<PathBuf>,
+}
+
+/// A range read and published but not yet checkpointed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Pending {
+    dev: u64,
+    ino: u64,
+    start: u64,
+    end: u64,
+    /// `host/fingerprint/start-end`: the partition and piece are appended.
+    id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct EdgeCheckpoint {
+    version: u32,
+    salt: String,
+    host: String,
+    files: Vec<FileCheckpoint>,
+    pending: Vec<Pending>,
+    max_event_micros: Option<i64>,
+    lines: LineTotals,
+    messages_published: u64,
+    duplicates: u64,
+}
+
+/// What the edge prints when it stops (and writes as JSON with `--summary`).
+#[derive(Debug, Serialize)]
+struct Summary {
+    host: String,
+    site: String,
+    stopped: &'static str,
+    lines_read: u64,
+    lines_parsed: u64,
+    lines_rejected: BTreeMap<String, u64>,
+    lines_late: u64,
+    messages_published: u64,
+    /// Messages the server already had (replays after a crash).
+    duplicates: u64,
+    watermark_micros: Option<i64>,
+}
+
+pub fn run(args: &EdgeArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("logveil-edge")
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(edge(args))
+}
+
+fn host_name(args: &EdgeArgs) -> Result<String> {
+    let host = match &args.host {
+        Some(h) => h.clone(),
+        None => std::fs::read_to_string("/etc/hostname")
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default(),
+    };
+    if host.is_empty()
+        || host.len() > 128
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        bail!(
+            "--host: `{host}` is not a host name (allowed: 1 to 128 letters, digits, `-`, `_` and `.`; it goes into message ids)"
+        );
+    }
+    Ok(host)
+}
+
+pub(crate) fn spawn_signals(stop: Arc<AtomicBool>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    Ok(())
+}
+
+struct Edge<'a> {
+    pipeline: &'a Pipeline,
+    ctx: RunContext<'a>,
+    js: jetstream::Context,
+    host: String,
+    state_dir: PathBuf,
+    salt: [u8; 32],
+    fingerprint_key: zeroize::Zeroizing<[u8; 32]>,
+    tailer: Tailer,
+    parser_states: HashMap<u64, ParserState>,
+    max_event: Option<i64>,
+    lines: LineTotals,
+    messages_published: u64,
+    duplicates: u64,
+    /// Ranges in flight at the last stop, re-published first.
+    replay: Vec<Pending>,
+}
+
+async fn edge(args: &EdgeArgs) -> Result<ExitCode> {
+    let stop = Arc::new(AtomicBool::new(false));
+    spawn_signals(Arc::clone(&stop))?;
+    let overrides = Overrides {
+        inputs: args.inputs.clone(),
+        ..Overrides::default()
+    };
+    let pipeline = Pipeline::load(&args.pipeline, &overrides)?;
+    if pipeline.scaleout.site.is_empty() {
+        bail!(
+            "{}: `logveil edge` needs a [scaleout] section with `site`",
+            args.pipeline.display()
+        );
+    }
+    if pipeline.inputs.iter().any(|i| i == "-") {
+        bail!(
+            "{}: input `-` (standard input) cannot be followed: the edge reads files",
+            args.pipeline.display()
+        );
+    }
+    let host = host_name(args)?;
+    let Some(state_dir) = args
+        .state
+        .clone()
+        .or_else(|| pipeline.daemon.state_dir.clone())
+    else {
+        bail!(
+            "{}: the edge needs a state directory: set [daemon] state_dir or pass --state DIR",
+            args.pipeline.display()
+        );
+    };
+    checkpoint::create_dir(&state_dir)?;
+    let _lock = StateLock::acquire(&state_dir)?;
+    let (ctx, ring, _) = RunContext::load_with(&pipeline, false)?;
+    let (_client, js) = crate::scaleout::connect(&args.nats, &pipeline.scaleout).await?;
+    let mut edge = Edge::start(&pipeline, ctx, &ring, js, host, state_dir)?;
+    let stopped = edge.serve(args, &stop).await?;
+    let summary = Summary {
+        host: edge.host.clone(),
+        site: pipeline.scaleout.site.clone(),
+        stopped,
+        lines_read: edge.lines.read,
+        lines_parsed: edge.lines.parsed,
+        lines_rejected: edge.lines.rejected.clone(),
+        lines_late: edge.lines.late,
+        messages_published: edge.messages_published,
+        duplicates: edge.duplicates,
+        watermark_micros: edge.watermark(),
+    };
+    if let Some(path) = &args.summary {
+        std::fs::write(path, serde_json::to_vec_pretty(&summary)?)
+            .with_context(|| format!("writing summary {}", path.display()))?;
+    }
+    crate::write_stdout(&format!(
+        "edge {} stopped ({}): {} lines read, {} parsed, {} late; {} messages published, {} duplicates dropped by the server\n",
+        summary.host,
+        summary.stopped,
+        summary.lines_read,
+        summary.lines_parsed,
+        summary.lines_late,
+        summary.messages_published,
+        summary.duplicates
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl<'a> Edge<'a> {
+    fn start(
+        pipeline: &'a Pipeline,
+        ctx: RunContext<'a>,
+        ring: &KeyRing,
+        js: jetstream::Context,
+        host: String,
+        state_dir: PathBuf,
+    ) -> Result<Self> {
+        let saved = load_checkpoint(&state_dir)?;
+        let salt = match &saved {
+            Some(c) => checkpoint::unhex32(&c.salt).with_context(|| {
+                format!("{}: bad salt", state_dir.join(CHECKPOINT_FILE).display())
+            })?,
+            None => {
+                let mut salt = [0u8; 32];
+                getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("random salt: {e}"))?;
+                salt
+            }
+        };
+        let mut edge = Self {
+            pipeline,
+            ctx,
+            js,
+            host,
+            state_dir,
+            salt,
+            fingerprint_key: ring.newest().file_fingerprint_key(),
+            tailer: Tailer::new(
+                pipeline.inputs.clone(),
+                pipeline.inputs_base.clone(),
+                salt,
+                pipeline.max_line_bytes,
+                crate::daemon::DRAIN_GRACE,
+            ),
+            parser_states: HashMap::new(),
+            max_event: None,
+            lines: LineTotals::default().with_every_reason(),
+            messages_published: 0,
+            duplicates: 0,
+            replay: Vec::new(),
+        };
+        if let Some(saved) = saved {
+            if saved.host != edge.host {
+                bail!(
+                    "{}: this state belongs to edge `{}`, not `{}` (message ids would not match)",
+                    edge.state_dir.display(),
+                    saved.host,
+                    edge.host
+                );
+            }
+            tracing::info!(
+                files = saved.files.len(),
+                pending = saved.pending.len(),
+                lines_read = saved.lines.read,
+                "resuming from checkpoint"
+            );
+            edge.max_event = saved.max_event_micros;
+            edge.lines = saved.lines.with_every_reason();
+            edge.messages_published = saved.messages_published;
+            edge.duplicates = saved.duplicates;
+            edge.tailer.restore(saved.files);
+            if !saved.pending.is_empty() {
+                tracing::info!(
+                    ranges = saved.pending.len(),
+                    "re-publishing the ranges in flight at the last stop"
+                );
+                edge.replay = saved.pending;
+            }
+        }
+        Ok(edge)
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        let lateness = self.pipeline.scaleout.lateness.as_micros() as i64;
+        self.max_event.map(|m| m - lateness)
+    }
+
+    /// Runs turns until a signal or idle exit; returns why it stopped.
+    async fn serve(&mut self, args: &EdgeArgs, stop: &AtomicBool) -> Result<&'static str> {
+        let poll = self.pipeline.daemon.poll_interval;
+        let mut last_scan: Option<Instant> = None;
+        let mut replay = std::mem::take(&mut self.replay);
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                self.commit(Vec::new())?;
+                return Ok("signal");
+            }
+            if last_scan.is_none_or(|t| t.elapsed() >= poll) {
+                self.tailer.scan();
+                let live: std::collections::HashSet<u64> = self.tailer.streams().collect();
+                self.parser_states.retain(|s, _| live.contains(s));
+                last_scan = Some(Instant::now());
+            }
+            let before_files = self.tailer.checkpoint();
+            let before: HashMap<(u64, u64), u64> = before_files
+                .iter()
+                .map(|f| ((f.dev, f.ino), f.offset))
+                .collect();
+            let (reads, consumed) = if replay.is_empty() {
+                self.tailer.read(READ_BUDGET)
+            } else {
+                // Exactly the ranges in flight at the last stop, nothing else.
+                let limits = replay.iter().map(|p| ((p.dev, p.ino), p.end)).collect();
+                let budget = replay
+                    .iter()
+                    .map(|p| (p.end - p.start) as usize)
+                    .sum::<usize>()
+                    + 1;
+                self.tailer.set_read_limits(Some(limits));
+                let out = self.tailer.read(budget);
+                self.tailer.set_read_limits(None);
+                out
+            };
+            if !reads.is_empty() {
+                let pending: Vec<Pending> = reads
+                    .iter()
+                    .map(|read| self.pending_of(read, &before, &replay))
+                    .collect();
+                // Ranges and ids first: a crash from here on re-publishes the same messages.
+                self.commit_files(before_files, pending.clone())?;
+                let messages = self.messages(reads, &pending);
+                if !self.publish(messages, stop).await? {
+                    return Ok("signal");
+                }
+                self.commit(Vec::new())?;
+            } else if consumed > 0 {
+                self.commit(Vec::new())?;
+            }
+            replay.clear();
+            if consumed == 0 {
+                if let Some(idle) = args.idle_exit
+                    && self.tailer.idle_for() >= Duration::from_secs(idle)
+                {
+                    tracing::info!(
+                        idle_seconds = idle,
+                        "no input growth: publishing the final watermark and stopping"
+                    );
+                    let finals = self.final_messages();
+                    if !self.publish(finals, stop).await? {
+                        return Ok("signal");
+                    }
+                    self.commit(Vec::new())?;
+                    return Ok("idle");
+                }
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+
+    /// The range a read covers and its message-id prefix.
+    fn pending_of(
+        &self,
+        read: &TailRead,
+        before: &HashMap<(u64, u64), u64>,
+        replay: &[Pending],
+    ) -> Pending {
+        let (dev, ino) = self.tailer.file_id(read.stream).unwrap_or_default();
+        let start = before.get(&(dev, ino)).copied().unwrap_or(0);
+        let end = self
+            .tailer
+            .checkpoint()
+            .iter()
+            .find(|f| (f.dev, f.ino) == (dev, ino))
+            .map_or(read.chunk.offset + read.chunk.data.len() as u64, |f| {
+                f.offset
+            });
+        if let Some(p) = replay
+            .iter()
+            .find(|p| (p.dev, p.ino, p.start, p.end) == (dev, ino, start, end))
+        {
+            return p.clone();
+        }
+        let head = self.tailer.head(read.stream).unwrap_or_default();
+        let fingerprint = blake3::keyed_hash(&self.fingerprint_key, head);
+        let fingerprint = checkpoint::hex(&fingerprint.as_bytes()[..8]);
+        Pending {
+            dev,
+            ino,
+            start,
+            end,
+            id: format!("{}/{fingerprint}/{start}-{end}", self.host),
+        }
+    }
+
+    /// Parses and pseudonymizes the reads (pieces in parallel) and cuts the events into
+    /// messages per partition.
+    fn messages(&mut self, reads: Vec<TailRead>, pending: &[Pending]) -> Vec<Message> {
+        let pipeline = self.pipeline;
+        let stateful = pipeline.parser.is_stateful();
+        let mut jobs: Vec<(usize, Chunk, ParserState)> = Vec::new();
+        for (r, read) in reads.into_iter().enumerate() {
+            if !self.parser_states.contains_key(&read.stream) {
+                let mut state = ParserState::default();
+                if stateful && read.chunk.offset > 0 {
+                    let _ = self.tailer.replay_prefix(read.stream, |bytes| {
+                        pipeline.parser.scan(bytes, &mut state);
+                    });
+                }
+                self.parser_states.insert(read.stream, state);
+            }
+            let state = self
+                .parser_states
+                .get_mut(&read.stream)
+                .expect("inserted above");
+            for piece in crate::daemon::split(read.chunk) {
+                let start = state.clone();
+                if stateful {
+                    pipeline.parser.scan(&piece.data, state);
+                }
+                jobs.push((r, piece, start));
+            }
+        }
+        let ctx = &self.ctx;
+        let results: Vec<(usize, LineCounts, Vec<Event>)> = jobs
+            .par_iter()
+            .map(|(r, chunk, start)| {
+                let mut lines = LineCounts::default();
+                let events = events_of_chunk(ctx, chunk, start, &mut lines);
+                (*r, lines, events)
+            })
+            .collect();
+        let partitions = pipeline.scaleout.partitions;
+        let old_watermark = self.watermark();
+        let cap = crate::daemon::now_micros() + crate::daemon::MAX_FUTURE_MICROS;
+        let mut per_read: Vec<(LineCounts, Vec<Vec<Event>>, u64)> = pending
+            .iter()
+            .map(|_| {
+                (
+                    LineCounts::default(),
+                    (0..partitions).map(|_| Vec::new()).collect(),
+                    0,
+                )
+            })
+            .collect();
+        for (r, lines, events) in results {
+            let slot = &mut per_read[r];
+            slot.0.merge(&lines);
+            for event in events {
+                let t = event.utc_micros;
+                if old_watermark.is_some_and(|w| t < w) {
+                    slot.2 += 1;
+                }
+                if t <= cap && self.max_event.is_none_or(|m| t > m) {
+                    self.max_event = Some(t);
+                }
+                slot.1[event.visitor.partition(partitions) as usize].push(event);
+            }
+        }
+        let watermark = self.watermark().unwrap_or(i64::MIN);
+        let mut messages = Vec::new();
+        for (p, (lines, by_partition, late)) in pending.iter().zip(per_read) {
+            if late > 0 {
+                tracing::warn!(
+                    late,
+                    "lines older than this edge's watermark: published, and merge rewrites the windows they fall in"
+                );
+            }
+            self.lines.add(&lines, late);
+            for (partition, events) in by_partition.into_iter().enumerate() {
+                let partition = partition as u32;
+                let pieces: Vec<&[Event]> = if events.is_empty() {
+                    vec![&[]]
+                } else {
+                    events.chunks(EVENTS_PER_MESSAGE).collect()
+                };
+                for (i, piece) in pieces.into_iter().enumerate() {
+                    let counts = partition == 0 && i == 0;
+                    let header = BatchHeader {
+                        host: self.host.clone(),
+                        site: pipeline.scaleout.site.clone(),
+                        partition,
+                        partitions,
+                        watermark_micros: watermark,
+                        last: false,
+                        lines_read: if counts { lines.read } else { 0 },
+                        lines_parsed: if counts { lines.parsed } else { 0 },
+                        lines_rejected: if counts {
+                            let mut totals = LineTotals::default();
+                            totals.add(&lines, 0);
+                            totals.rejected.retain(|_, n| *n > 0);
+                            totals.rejected
+                        } else {
+                            BTreeMap::new()
+                        },
+                        lines_late: if counts { late } else { 0 },
+                    };
+                    messages.push(Message {
+                        subject: crate::scaleout::subject(&pipeline.scaleout.site, partition),
+                        id: format!("{}/p{partition}.{i}", p.id),
+                        payload: wire::encode(&header, piece),
+                    });
+                }
+            }
+        }
+        messages
+    }
+
+    /// One watermark-only message per partition: this edge has drained its files.
+    fn final_messages(&self) -> Vec<Message> {
+        let s = &self.pipeline.scaleout;
+        (0..s.partitions)
+            .map(|partition| {
+                let header = BatchHeader {
+                    host: self.host.clone(),
+                    site: s.site.clone(),
+                    partition,
+                    partitions: s.partitions,
+                    watermark_micros: i64::MAX,
+                    last: true,
+                    ..BatchHeader::default()
+                };
+                Message {
+                    subject: crate::scaleout::subject(&s.site, partition),
+                    id: format!("{}/final/{}/p{partition}", self.host, self.lines.read),
+                    payload: wire::encode(&header, &[]),
+                }
+            })
+            .collect()
+    }
+
+    /// Publishes and waits for every acknowledgement, retrying (same ids, so the server
+    /// keeps one copy) while the server is unreachable. `false`: stopped by a signal first.
+    async fn publish(&mut self, messages: Vec<Message>, stop: &AtomicBool) -> Result<bool> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match self.try_publish(&messages).await {
+                Ok((published, duplicates)) => {
+                    self.messages_published += published;
+                    self.duplicates += duplicates;
+                    return Ok(true);
+                }
+                Err(e) => {
+                    if stop.load(Ordering::SeqCst) {
+                        tracing::warn!(
+                            "stopping before the server acknowledged: the ranges in flight are re-published at the next start"
+                        );
+                        return Ok(false);
+                    }
+                    tracing::warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "publishing failed; retrying with the same message ids");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn try_publish(&self, messages: &[Message]) -> Result<(u64, u64)> {
+        let mut acks = Vec::with_capacity(messages.len());
+        for m in messages {
+            let ack = self
+                .js
+                .send_publish(
+                    m.subject.clone(),
+                    jetstream::message::PublishMessage::build()
+                        .payload(bytes::Bytes::from(m.payload.clone()))
+                        .message_id(&m.id),
+                )
+                .await
+                .with_context(|| format!("publishing to {}", m.subject))?;
+            acks.push(ack);
+        }
+        let mut duplicates = 0;
+        for ack in acks {
+            let ack = ack
+                .await
+                .context("waiting for the server's acknowledgement")?;
+            duplicates += u64::from(ack.duplicate);
+        }
+        Ok((messages.len() as u64, duplicates))
+    }
+
+    fn commit(&self, pending: Vec<Pending>) -> Result<()> {
+        self.commit_files(self.tailer.checkpoint(), pending)
+    }
+
+    fn commit_files(&self, files: Vec<FileCheckpoint>, pending: Vec<Pending>) -> Result<()> {
+        let c = EdgeCheckpoint {
+            version: CHECKPOINT_VERSION,
+            salt: checkpoint::hex(&self.salt),
+            host: self.host.clone(),
+            files,
+            pending,
+            max_event_micros: self.max_event,
+            lines: self.lines.clone(),
+            messages_published: self.messages_published,
+            duplicates: self.duplicates,
+        };
+        let bytes = serde_json::to_vec(&c).context("serialising the edge checkpoint")?;
+        checkpoint::write_atomic(&self.state_dir, CHECKPOINT_FILE, &bytes)
+    }
+}
+
+/// A message ready to publish.
+struct Message {
+    subject: String,
+    id: String,
+    payload: Vec<u8>,
+}
+
+fn load_checkpoint(dir: &Path) -> Result<Option<EdgeCheckpoint>> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let c: EdgeCheckpoint = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a logveil edge checkpoint", path.display()))?;
+    if c.version != CHECKPOINT_VERSION {
+        bail!(
+            "{}: checkpoint version {} (this logveil reads version {CHECKPOINT_VERSION})",
+            path.display(),
+            c.version
+        );
+    }
+    Ok(Some(c))
+}
