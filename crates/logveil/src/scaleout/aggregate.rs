@@ -88,11 +88,16 @@ pub fn parse_manifest_name(key: &str) -> Option<(u32, u64, u64)> {
 }
 
 /// The partials location of a pipeline: `--partials`, `[scaleout] partials`, or
-/// `<output dir>/_partials` (hidden from Hive-style scans by its leading `_`).
+/// `<output dir>-partials` beside the output directory — never inside it, so handing the
+/// output directory to a client can never include pseudonymous partials.
 pub fn partials_location(pipeline: &Pipeline, arg: Option<&String>) -> String {
     arg.cloned()
         .or_else(|| pipeline.scaleout.partials.clone())
-        .unwrap_or_else(|| pipeline.out_dir.join("_partials").display().to_string())
+        .unwrap_or_else(|| {
+            let mut dir = pipeline.out_dir.clone().into_os_string();
+            dir.push("-partials");
+            std::path::PathBuf::from(dir).display().to_string()
+        })
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -130,7 +130,14 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
         },
         ..Overrides::default()
     };
-    let pipeline = Pipeline::load(&args.pipeline, &overrides)?;
+    let mut pipeline = Pipeline::load(&args.pipeline, &overrides)?;
+    // As configured, without `--out`: where the aggregators put partials by default, and
+    // where the budget ledger lives (on this machine, also when the reports go to S3).
+    let configured = Pipeline::load(&args.pipeline, &Overrides::default())?;
+    if staging.is_some() {
+        pipeline.ledger = configured.ledger.clone();
+    }
+    let pipeline = pipeline;
     let settings = &pipeline.scaleout;
     if settings.site.is_empty() {
         bail!(
@@ -138,7 +145,7 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
             args.pipeline.display()
         );
     }
-    let partials = Store::open(&partials_location(&pipeline, args.partials.as_ref()))?;
+    let partials = Store::open(&partials_location(&configured, args.partials.as_ref()))?;
     let (_client, js) = super::connect(&args.nats, settings).await?;
     let kv = super::watermarks(&js, settings).await?;
     let mut summary = Summary::default();

@@ -5,7 +5,7 @@
 //! [scaleout]
 //! site = "www"                 # subjects logveil.<site>.<partition>, stream LOGVEIL_<SITE>
 //! partitions = 8               # fixed for the life of the stream: a visitor's partition is its pseudonym mod this
-//! partials = "../partials"     # where aggregators write partials (a directory or s3://bucket/prefix); default <output dir>/_partials
+//! partials = "../partials"     # where aggregators write partials (a directory or s3://bucket/prefix); default <output dir>-partials (beside it, never inside)
 //! hll_lg_k = 12                # optional: a DataSketches HLL column in partials (4–21)
 //! lateness = "5m"              # an edge's watermark = latest event time − this
 //! duplicate_window = "20m"     # how long JetStream remembers message ids (replays after a crash)
@@ -48,7 +48,7 @@ pub struct ScaleoutSettings {
     /// Empty when the section is missing (the scale-out commands then refuse to start).
     pub site: String,
     pub partitions: u32,
-    /// A directory (resolved against the pipeline file) or `s3://…`; `None`: `<output dir>/_partials`.
+    /// A directory (resolved against the pipeline file) or `s3://…`; `None`: `<output dir>-partials`.
     pub partials: Option<String>,
     pub hll_lg_k: Option<u8>,
     pub lateness: Duration,
