@@ -36,6 +36,10 @@ const CHECKPOINT_VERSION: u32 = 1;
 /// Bytes read per turn: a turn's messages stay well under NATS's 1 MiB payload limit
 /// once split per partition and piece.
 const READ_BUDGET: usize = 4 << 20;
+/// Files quiet this long (or `lateness`, if longer) make the edge's watermark follow the clock.
+const QUIET_AFTER: Duration = Duration::from_secs(60);
+/// How often a quiet edge publishes its watermark.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 /// Events per message at most (a message is ~20 bytes an event compressed).
 const EVENTS_PER_MESSAGE: usize = 20_000;
 
@@ -302,6 +306,7 @@ impl<'a> Edge<'a> {
         let poll = self.pipeline.daemon.poll_interval;
         let mut last_scan: Option<Instant> = None;
         let mut replay = std::mem::take(&mut self.replay);
+        let mut last_heartbeat: Option<Instant> = None;
         loop {
             if stop.load(Ordering::SeqCst) {
                 self.commit(Vec::new())?;
@@ -363,6 +368,17 @@ impl<'a> Edge<'a> {
                     }
                     self.commit(Vec::new())?;
                     return Ok("idle");
+                }
+                if self.tailer.idle_for() >= self.pipeline.scaleout.lateness.max(QUIET_AFTER)
+                    && last_heartbeat.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY)
+                {
+                    last_heartbeat = Some(Instant::now());
+                    if let Some(beat) = self.heartbeat() {
+                        if !self.publish(beat, stop).await? {
+                            return Ok("signal");
+                        }
+                        self.commit(Vec::new())?;
+                    }
                 }
                 tokio::time::sleep(poll).await;
             }
@@ -515,6 +531,39 @@ impl<'a> Edge<'a> {
             }
         }
         messages
+    }
+
+    /// A quiet edge (its files read to the end for a while) moves its watermark to the
+    /// clock minus `lateness`: a line written from now on carries about the current time,
+    /// so windows close on a site where some web server has no traffic. One
+    /// watermark-only message per partition; `None` when the watermark would not move.
+    fn heartbeat(&mut self) -> Option<Vec<Message>> {
+        let now = crate::daemon::now_micros();
+        if self.max_event.is_some_and(|m| m >= now) {
+            return None;
+        }
+        self.max_event = Some(now);
+        let watermark = self.watermark().unwrap_or(i64::MIN);
+        let s = &self.pipeline.scaleout;
+        Some(
+            (0..s.partitions)
+                .map(|partition| {
+                    let header = BatchHeader {
+                        host: self.host.clone(),
+                        site: s.site.clone(),
+                        partition,
+                        partitions: s.partitions,
+                        watermark_micros: watermark,
+                        ..BatchHeader::default()
+                    };
+                    Message {
+                        subject: crate::scaleout::subject(&s.site, partition),
+                        id: format!("{}/heartbeat/{watermark}/p{partition}", self.host),
+                        payload: wire::encode(&header, &[]),
+                    }
+                })
+                .collect(),
+        )
     }
 
     /// One watermark-only message per partition: this edge has drained its files.
