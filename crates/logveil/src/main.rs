@@ -119,6 +119,9 @@ enum Command {
         /// Also write the summary as JSON to FILE.
         #[arg(long, value_name = "FILE")]
         summary: Option<PathBuf>,
+        /// Tell every partition that this host (--host) is gone for good, so its last watermark stops holding windows open; then exit.
+        #[arg(long)]
+        retire: bool,
     },
     /// Scale-out: consume some partitions from JetStream and write partial aggregates.
     Aggregate {
@@ -270,6 +273,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             host,
             idle_exit,
             summary,
+            retire,
         } => scaleout::edge::run(&scaleout::edge::EdgeArgs {
             pipeline,
             nats,
@@ -278,6 +282,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             host,
             idle_exit,
             summary,
+            retire,
         }),
         Command::Aggregate {
             pipeline,

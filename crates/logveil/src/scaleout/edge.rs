@@ -53,6 +53,8 @@ pub struct EdgeArgs {
     pub host: Option<String>,
     pub idle_exit: Option<u64>,
     pub summary: Option<PathBuf>,
+    /// Publish this host's "drained" watermark and exit: for an edge that is gone for good.
+    pub retire: bool,
 }
 
 /// A range read and published but not yet checkpointed.
@@ -178,6 +180,9 @@ async fn edge(args: &EdgeArgs) -> Result<ExitCode> {
         );
     }
     let host = host_name(args)?;
+    if args.retire {
+        return retire(&pipeline, args, host).await;
+    }
     let Some(state_dir) = args
         .state
         .clone()
@@ -666,6 +671,41 @@ struct Message {
     subject: String,
     id: String,
     payload: Vec<u8>,
+}
+
+/// `--retire`: tells every partition that this host will publish nothing more, so its last
+/// watermark stops holding windows open. Lines it publishes later count as late.
+async fn retire(pipeline: &Pipeline, args: &EdgeArgs, host: String) -> Result<ExitCode> {
+    let (_client, js) = crate::scaleout::connect(&args.nats, &pipeline.scaleout).await?;
+    let s = &pipeline.scaleout;
+    let mut stamp = [0u8; 8];
+    getrandom::fill(&mut stamp).map_err(|e| anyhow::anyhow!("random id: {e}"))?;
+    for partition in 0..s.partitions {
+        let header = BatchHeader {
+            host: host.clone(),
+            site: s.site.clone(),
+            partition,
+            partitions: s.partitions,
+            watermark_micros: i64::MAX,
+            last: true,
+            ..BatchHeader::default()
+        };
+        js.send_publish(
+            crate::scaleout::subject(&s.site, partition),
+            jetstream::message::PublishMessage::build()
+                .payload(bytes::Bytes::from(wire::encode(&header, &[])))
+                .message_id(format!("{host}/retire/{}/p{partition}", checkpoint::hex(&stamp))),
+        )
+        .await
+        .with_context(|| format!("publishing to partition {partition}"))?
+        .await
+        .context("waiting for the server's acknowledgement")?;
+    }
+    crate::write_stdout(&format!(
+        "edge {host} retired: {} partitions told it has drained\n",
+        s.partitions
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_checkpoint(dir: &Path) -> Result<Option<EdgeCheckpoint>> {
