@@ -86,6 +86,30 @@ impl DeviceClass {
         }
     }
 
+    /// The stable code of this class in event batches ([`crate::wire`]). Never reuse or
+    /// renumber a code: a new class gets a new one.
+    pub const fn wire_code(self) -> u8 {
+        match self {
+            Self::Desktop => 0,
+            Self::Mobile => 1,
+            Self::Tablet => 2,
+            Self::Bot => 3,
+            Self::Other => 4,
+        }
+    }
+
+    /// The class of a [`DeviceClass::wire_code`]; `None` for an unknown code.
+    pub const fn from_wire_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::Desktop,
+            1 => Self::Mobile,
+            2 => Self::Tablet,
+            3 => Self::Bot,
+            4 => Self::Other,
+            _ => return None,
+        })
+    }
+
     /// The name, shared (one allocation per variant for the whole process).
     pub fn shared(self) -> Arc<str> {
         static NAMES: LazyLock<[Arc<str>; 5]> =
@@ -146,6 +170,40 @@ impl BrowserFamily {
             Self::Tool => "tool",
             Self::Other => "other",
         }
+    }
+
+    /// The stable code of this family in event batches ([`crate::wire`]). Never reuse or
+    /// renumber a code: a new family gets a new one.
+    pub const fn wire_code(self) -> u8 {
+        match self {
+            Self::Chrome => 0,
+            Self::Edge => 1,
+            Self::Firefox => 2,
+            Self::Safari => 3,
+            Self::Opera => 4,
+            Self::Samsung => 5,
+            Self::Ie => 6,
+            Self::Bot => 7,
+            Self::Tool => 8,
+            Self::Other => 9,
+        }
+    }
+
+    /// The family of a [`BrowserFamily::wire_code`]; `None` for an unknown code.
+    pub const fn from_wire_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::Chrome,
+            1 => Self::Edge,
+            2 => Self::Firefox,
+            3 => Self::Safari,
+            4 => Self::Opera,
+            5 => Self::Samsung,
+            6 => Self::Ie,
+            7 => Self::Bot,
+            8 => Self::Tool,
+            9 => Self::Other,
+            _ => return None,
+        })
     }
 
     /// The name, shared (one allocation per variant for the whole process).

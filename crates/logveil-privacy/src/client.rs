@@ -140,7 +140,8 @@ impl Default for ClientPolicy {
 /// A client's network, truncated at parse time: `192.0.2.0/24`, `2001:db8:1::/48`.
 ///
 /// Built only by [`IpPrefix::of`], whose lengths are capped at /24 and /64, so it never
-/// holds a whole address.
+/// holds a whole address — or decoded from an event batch an edge built that way
+/// ([`crate::wire`]), which checks the same cap and that no host bit is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpPrefix {
     network: IpAddr,
@@ -171,6 +172,37 @@ impl IpPrefix {
                 }
             }
         }
+    }
+}
+
+impl IpPrefix {
+    /// The network address (host bits zero).
+    pub fn network(&self) -> IpAddr {
+        self.network
+    }
+
+    /// The prefix length in bits (at most [`MAX_IPV4_PREFIX`] or [`MAX_IPV6_PREFIX`]).
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// A prefix read back from an event batch ([`crate::wire`]), which an edge built with
+    /// [`IpPrefix::of`]. Only the decoder calls this. `None` unless it could have come from
+    /// there: a length over the cap ([`MAX_IPV4_PREFIX`], [`MAX_IPV6_PREFIX`]) or a host
+    /// bit set would be (part of) an address, not a network.
+    pub(crate) fn from_wire(network: IpAddr, len: u8) -> Option<Self> {
+        let clean = match network {
+            IpAddr::V4(v4) => {
+                len <= MAX_IPV4_PREFIX
+                    && u32::from(v4) & !u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0) == 0
+            }
+            IpAddr::V6(v6) => {
+                len <= MAX_IPV6_PREFIX
+                    && u128::from(v6) & !u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+                        == 0
+            }
+        };
+        clean.then_some(Self { network, len })
     }
 }
 
@@ -327,6 +359,33 @@ mod tests {
             IpPrefix::of(ip("192.0.2.77"), &coarse).to_string(),
             "192.0.0.0/16"
         );
+    }
+
+    #[test]
+    fn wire_prefixes_are_capped_networks() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let p = IpPrefix::from_wire(ip("192.0.2.0"), 24).unwrap();
+        assert_eq!((p.network(), p.prefix_len()), (ip("192.0.2.0"), 24));
+        assert_eq!(p, IpPrefix::of(ip("192.0.2.77"), &ClientPolicy::default()));
+        assert!(IpPrefix::from_wire(ip("0.0.0.0"), 0).is_some());
+        assert!(
+            IpPrefix::from_wire(ip("192.0.2.0"), 25).is_none(),
+            "over the cap"
+        );
+        assert!(
+            IpPrefix::from_wire(ip("192.0.2.1"), 24).is_none(),
+            "host bit"
+        );
+        assert!(IpPrefix::from_wire(ip("192.0.0.0"), 16).is_some());
+        assert!(
+            IpPrefix::from_wire(ip("192.0.2.0"), 16).is_none(),
+            "host bit"
+        );
+        assert!(IpPrefix::from_wire(ip("2001:db8::"), 64).is_some());
+        assert!(IpPrefix::from_wire(ip("2001:db8::"), 65).is_none());
+        assert!(IpPrefix::from_wire(ip("2001:db8::1"), 64).is_none());
+        assert!(IpPrefix::from_wire(ip("::ffff:192.0.2.0"), 64).is_none());
+        assert!(IpPrefix::from_wire(ip("::"), 0).is_some());
     }
 
     #[test]

@@ -18,6 +18,28 @@ pub enum Method {
 }
 
 impl Method {
+    /// The stable code of this method in event batches ([`crate::wire`]). Never reuse or
+    /// renumber a code: a new method gets a new one.
+    pub const fn wire_code(self) -> u8 {
+        match self {
+            Self::Get => 0,
+            Self::Head => 1,
+            Self::Post => 2,
+            Self::Other => 3,
+        }
+    }
+
+    /// The method of a [`Method::wire_code`]; `None` for an unknown code.
+    pub const fn from_wire_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::Get,
+            1 => Self::Head,
+            2 => Self::Post,
+            3 => Self::Other,
+            _ => return None,
+        })
+    }
+
     fn from_bytes(method: Option<&[u8]>) -> Self {
         match method {
             Some(b"GET") => Self::Get,
@@ -39,7 +61,16 @@ impl Method {
 /// extraction; the user agent is reduced to a bot flag, a [`DeviceClass`] and a
 /// [`BrowserFamily`] (closed enums). Raw values exist only as
 /// `logveil_parse::RawIdentifier`s, which borrow the input buffer and cannot be stored.
-#[derive(Debug, Clone)]
+///
+/// An event can also be decoded from an event batch ([`crate::wire`]). Its values then
+/// come through `pub(crate)` `from_wire` constructors that only the decoder calls, so the
+/// invariant reads: every value was **built by the sanitiser (or keyed hashing), or
+/// decoded from a batch that an edge built from such values**. The decoder checks what
+/// it can without the raw input — the shape of each text (a page starts with `/` and has
+/// no query, …), the /24 and /64 caps and zero host bits of [`IpPrefix`], the enum codes,
+/// `bot` exactly when `device` is `Bot` — but it cannot re-run the sanitiser, so it trusts
+/// the edge that built the batch as much as the code that builds events here.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub utc_micros: i64,
     pub visitor: Pseudonym,

@@ -13,6 +13,7 @@
 //!   industry, interests); [`area`] maps Japanese postal codes to prefectures.
 //! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
 //! - [`audit`] is the hash-chained log of re-identification lookups (`logveil lookup`).
+//! - [`wire`] is the versioned binary encoding of event batches (edge → aggregator).
 
 pub mod area;
 pub mod audit;
@@ -25,6 +26,7 @@ pub mod policy;
 pub mod pseudonym;
 pub mod redact;
 pub mod sanitize;
+pub mod wire;
 
 pub use classify::{BrowserFamily, DeviceClass, UaClass, classify};
 pub use event::{Event, Method};

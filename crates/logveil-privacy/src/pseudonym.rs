@@ -66,6 +66,25 @@ impl Pseudonym {
     pub fn to_hex(&self) -> String {
         crate::keys::hex(&self.0)
     }
+
+    /// The partition (`0..partitions`) this visitor's events go to: the first 8 bytes as
+    /// a little-endian `u64`, modulo `partitions` (which must be at least 1; 0 is taken
+    /// as 1).
+    ///
+    /// A function of the pseudonym alone, so a visitor always lands in one partition:
+    /// the partitions' visitor sets are disjoint, and per-partition distinct counts (of
+    /// visitors, or of anything keyed by the visitor) add up exactly to the whole.
+    pub fn partition(&self, partitions: u32) -> u32 {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.0[..8]);
+        (u64::from_le_bytes(word) % u64::from(partitions.max(1))) as u32
+    }
+
+    /// A pseudonym read back from an event batch ([`crate::wire`]): 16 bytes an edge's
+    /// [`Pseudonymizer`] made. Only the decoder calls this.
+    pub(crate) fn from_wire(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
 }
 
 impl fmt::Debug for Pseudonym {
@@ -203,6 +222,28 @@ mod tests {
             .find(|l| l.starts_with(&format!("{name} ")))
             .unwrap_or_else(|| panic!("{name} missing in golden"));
         assert_eq!(line.split_once(' ').unwrap().1, value, "{name}");
+    }
+
+    #[test]
+    fn partition_is_the_first_word_modulo_partitions() {
+        let mut bytes = [0xffu8; 16];
+        bytes[..8].copy_from_slice(&1_000_003u64.to_le_bytes());
+        let p = Pseudonym(bytes);
+        assert_eq!(p.partition(1), 0);
+        assert_eq!(p.partition(0), 0, "0 partitions is taken as 1");
+        assert_eq!(p.partition(2), 1);
+        assert_eq!(p.partition(10), 3);
+        assert_eq!(p.partition(u32::MAX), 1_000_003);
+        // Every visitor lands in exactly one partition, spread over all of them.
+        let a = Pseudonymizer::new(test_ring('a').newest());
+        let mut seen = [0u32; 4];
+        for i in 0..400u32 {
+            let v = a.visitor_from_cookie(&i.to_le_bytes());
+            let part = v.partition(4);
+            assert_eq!(part, v.partition(4));
+            seen[part as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
     }
 
     #[test]

@@ -311,7 +311,9 @@ fn raw_looks_personal(raw: &[u8], plus_is_space: bool) -> bool {
 /// The requested page: the URL path only, with personal-looking segments redacted.
 ///
 /// It can only be built by [`Page::from_target`], so holding a `Page` means the
-/// query string and `;params` are gone and personal-looking segments are redacted.
+/// query string and `;params` are gone and personal-looking segments are redacted — or
+/// decoded by `Page::from_wire` from an event batch that an edge built from pages made
+/// that way.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Page(Arc<str>);
 
@@ -348,6 +350,17 @@ impl Page {
             }
         }
         Self(Arc::from(String::from_utf8_lossy(&out)))
+    }
+
+    /// A page read back from an event batch ([`crate::wire`]), which an edge built with
+    /// [`Page::from_target`]. Only the decoder calls this. The sanitiser cannot be re-run
+    /// on its own output, so only the shape is checked: `None` unless the text starts
+    /// with `/` (as every event's page does: events are made only from targets that start
+    /// with `/`) and has no `?`, `#` or `;` (no query, fragment or path parameters).
+    pub(crate) fn from_wire(text: Arc<str>) -> Option<Self> {
+        let shaped =
+            text.starts_with('/') && memchr::memchr3(b'?', b'#', b';', text.as_bytes()).is_none();
+        shaped.then_some(Self(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -447,7 +460,8 @@ pub const QUERY_VALUE_MAX_CHARS: usize = 64;
 /// The value of an allow-listed query parameter: percent-decoded (`+` is a space),
 /// trimmed, [`REDACTED`] if it [looks personal](looks_personal), else lower-cased
 /// with control characters as U+FFFD and cut to [`QUERY_VALUE_MAX_CHARS`] characters.
-/// Built only by [`QueryValues::from_target`].
+/// Built only by [`QueryValues::from_target`], or decoded by `QueryValue::from_wire`
+/// from an event batch that an edge built from values made that way.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QueryValue(Arc<str>);
 
@@ -473,6 +487,17 @@ impl QueryValue {
             .take(QUERY_VALUE_MAX_CHARS)
             .collect();
         Some(Self(Arc::from(text)))
+    }
+
+    /// A value read back from an event batch ([`crate::wire`]), which an edge built with
+    /// [`QueryValues::from_target`]. Only the decoder calls this. Only the shape is
+    /// checked: `None` unless the text is non-empty, at most [`QUERY_VALUE_MAX_CHARS`]
+    /// characters and free of control characters.
+    pub(crate) fn from_wire(text: Arc<str>) -> Option<Self> {
+        let shaped = !text.is_empty()
+            && text.chars().count() <= QUERY_VALUE_MAX_CHARS
+            && !text.chars().any(char::is_control);
+        shaped.then_some(Self(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -535,17 +560,33 @@ impl QueryValues {
     pub fn get(&self, param: QueryParam) -> Option<&QueryValue> {
         self.0[param.index()].as_ref()
     }
+
+    /// The values read back from an event batch ([`crate::wire`]), in [`QueryParam::ALL`]
+    /// order. Only the decoder calls this (each value came through `QueryValue::from_wire`).
+    pub(crate) fn from_wire(values: [Option<QueryValue>; 3]) -> Self {
+        Self(values)
+    }
 }
 
 /// Label for a page that matches no route template.
 pub const OTHER_PAGE_GROUP: &str = "(other)";
 
 /// The route template a page matches (its text, as declared), or [`OTHER_PAGE_GROUP`].
-/// Built only by [`RouteTemplates::group`].
+/// Built only by [`RouteTemplates::group`], or decoded by `PageGroup::from_wire` from an
+/// event batch that an edge built from groups made that way.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PageGroup(Arc<str>);
 
 impl PageGroup {
+    /// A page group read back from an event batch ([`crate::wire`]), which an edge built
+    /// with [`RouteTemplates::group`]. Only the decoder calls this. Only the shape is
+    /// checked: `None` unless the text is [`OTHER_PAGE_GROUP`] or starts with `/` (as
+    /// every template must).
+    pub(crate) fn from_wire(text: Arc<str>) -> Option<Self> {
+        let shaped = &*text == OTHER_PAGE_GROUP || text.starts_with('/');
+        shaped.then_some(Self(text))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -724,6 +765,10 @@ pub const NO_REFERRER: &str = "(none)";
 pub const INVALID_REFERRER: &str = "(invalid)";
 
 /// The host of the Referer, lower-cased, without scheme, user info, port, path or query.
+///
+/// Built only by [`ReferrerDomain::from_referer`], or decoded by
+/// `ReferrerDomain::from_wire` from an event batch that an edge built from domains made
+/// that way.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ReferrerDomain(Arc<str>);
 
@@ -744,17 +789,28 @@ impl ReferrerDomain {
         } else {
             memchr::memchr(b':', host_port).map_or(host_port, |i| &host_port[..i])
         };
-        let valid = !host.is_empty()
-            && host.len() <= 253
-            && host.iter().all(|b| {
-                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
-            });
+        let valid =
+            !host.is_empty() && host.len() <= MAX_HOST_LEN && host.iter().all(|&b| host_byte(b));
         if !valid {
             return Self(Arc::from(INVALID_REFERRER));
         }
         Self(Arc::from(
             String::from_utf8_lossy(host).to_ascii_lowercase(),
         ))
+    }
+
+    /// A domain read back from an event batch ([`crate::wire`]), which an edge built with
+    /// [`ReferrerDomain::from_referer`]. Only the decoder calls this. `None` unless the text
+    /// is [`NO_REFERRER`], [`INVALID_REFERRER`] or a host as `from_referer` keeps it: 1 to
+    /// 253 bytes of lower-case letters, digits, `.`, `-`, `_`, `[`, `]` and `:`.
+    pub(crate) fn from_wire(text: Arc<str>) -> Option<Self> {
+        let shaped = [NO_REFERRER, INVALID_REFERRER].contains(&&*text)
+            || (!text.is_empty()
+                && text.len() <= MAX_HOST_LEN
+                && text
+                    .bytes()
+                    .all(|b| host_byte(b) && !b.is_ascii_uppercase()));
+        shaped.then_some(Self(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -765,6 +821,14 @@ impl ReferrerDomain {
     pub fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
     }
+}
+
+/// The longest host name a referrer domain keeps.
+const MAX_HOST_LEN: usize = 253;
+
+/// A byte a referrer host may have (before lower-casing).
+fn host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
 }
 
 impl fmt::Debug for ReferrerDomain {
@@ -1158,6 +1222,60 @@ mod tests {
         assert!(err("/a/x{id}").contains("cannot match"));
         let e = RouteTemplates::parse(&["/a".to_owned(), "/a".to_owned()]).unwrap_err();
         assert_eq!(e, "templates[1] `/a`: listed twice");
+    }
+
+    #[test]
+    fn wire_constructors_accept_what_the_sanitiser_makes_and_nothing_unshaped() {
+        let targets = ORDINARY.iter().copied().chain([
+            "",
+            "/cart;jsessionid=ABC123/x?y#z",
+            "/u/alice@example.com",
+            "/\u{7f}%zz",
+        ]);
+        for target in targets {
+            let page = Page::from_target(target.as_bytes());
+            assert_eq!(Page::from_wire(page.shared()), Some(page), "{target}");
+        }
+        for bad in ["", "en/x", "/a?b", "/a#b", "/a;b"] {
+            assert!(Page::from_wire(Arc::from(bad)).is_none(), "{bad}");
+        }
+        let allow: QueryAllow = QueryParam::ALL.into_iter().collect();
+        let target = format!(
+            "/?utm_source=A%40b&utm_medium=%0A+x+&utm_campaign={}",
+            "\u{3042}".repeat(70)
+        );
+        let values = QueryValues::from_target(target.as_bytes(), allow);
+        let again = QueryValues::from_wire(QueryParam::ALL.map(|p| {
+            values
+                .get(p)
+                .map(|v| QueryValue::from_wire(v.shared()).unwrap())
+        }));
+        assert_eq!(again, values);
+        assert!(QueryParam::ALL.iter().all(|p| values.get(*p).is_some()));
+        for bad in [String::new(), "a\nb".to_owned(), "x".repeat(65)] {
+            assert!(
+                QueryValue::from_wire(Arc::from(bad.as_str())).is_none(),
+                "{bad}"
+            );
+        }
+        let routes = RouteTemplates::parse(&["/en/{city}".to_owned()]).unwrap();
+        for path in ["/en/tokyo", "/ja"] {
+            let group = routes.group(&Page::from_target(path.as_bytes())).unwrap();
+            assert_eq!(PageGroup::from_wire(group.shared()), Some(group));
+        }
+        assert!(PageGroup::from_wire(Arc::from("en")).is_none());
+        for referer in [
+            None,
+            Some("https://www.Example.COM:8080/x"),
+            Some("http://[2001:db8::1]:80/"),
+            Some("\u{7f}junk"),
+        ] {
+            let domain = ReferrerDomain::from_referer(referer.map(str::as_bytes));
+            assert_eq!(ReferrerDomain::from_wire(domain.shared()), Some(domain));
+        }
+        for bad in ["", "Example.com", "a/b", "a b", &"a".repeat(254)] {
+            assert!(ReferrerDomain::from_wire(Arc::from(bad)).is_none(), "{bad}");
+        }
     }
 
     #[test]
