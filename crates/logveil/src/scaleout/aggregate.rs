@@ -71,6 +71,9 @@ pub struct Manifest {
     pub lines_late: u64,
     /// Events whose key id the aggregator's key ring does not have (not counted).
     pub unknown_key: u64,
+    /// Events whose visitor belongs to another partition (not counted).
+    #[serde(default)]
+    pub events_rejected: u64,
 }
 
 /// The manifest key of a batch (zero-padded so keys sort by sequence).
@@ -113,6 +116,8 @@ struct Summary {
     messages_skipped: u64,
     /// Messages that could not be decoded or belong elsewhere (logged, acknowledged).
     messages_rejected: u64,
+    /// Events in a partition their visitor does not belong to (logged, left out).
+    events_rejected: u64,
 }
 
 pub fn run(args: &AggregateArgs) -> Result<ExitCode> {
@@ -356,10 +361,20 @@ fn take(
             .entry(reason.clone())
             .or_default() += n;
     }
-    open.manifest.events += batch.events.len() as u64;
-    summary.events += batch.events.len() as u64;
+    // Distinct counts add up across partitions only if every visitor is in its own.
+    let mut events = batch.events;
+    let before = events.len();
+    events.retain(|e| e.visitor.partition(s.partitions) == part.number);
+    if events.len() < before {
+        let misplaced = (before - events.len()) as u64;
+        summary.events_rejected += misplaced;
+        open.manifest.events_rejected += misplaced;
+        tracing::error!(partition = part.number, seq, host = %h.host, misplaced, "events in the wrong partition: left out and counted (an edge with another partition rule?)");
+    }
+    open.manifest.events += events.len() as u64;
+    summary.events += events.len() as u64;
     let states = &mut open.states;
-    let unknown = observe_events(ctx, &batch.events, |i, event, join, visitor_id| {
+    let unknown = observe_events(ctx, &events, |i, event, join, visitor_id| {
         let spec = &pipeline.reports[i];
         let day = windows::partition_of(spec.bucket, &pipeline.calendar, event.utc_micros);
         states
