@@ -18,6 +18,7 @@ mod privacy;
 mod readers;
 mod rerun;
 mod rotation;
+mod s3;
 mod sanitize;
 mod stdin;
 mod truth;
