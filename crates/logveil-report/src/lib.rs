@@ -7,6 +7,7 @@
 //! - [`dp`]: exact discrete noise, per-release seeds, DP parameters, contribution bounding.
 //! - [`ledger`]: the privacy budget spent per audience and period.
 //! - [`suppress`]: complementary (secondary) cell suppression.
+//! - [`partial`]: a worker's exact state of one window and batch as a Parquet partial, for merging.
 //! - [`write`]: one atomically written Parquet file per report partition, with provenance metadata.
 
 pub mod aggregate;
@@ -14,10 +15,12 @@ pub mod calendar;
 pub mod disclose;
 pub mod dp;
 pub mod ledger;
+pub mod partial;
 mod spec;
 pub mod suppress;
 pub mod write;
 
 pub use aggregate::{CellKey, CellState, JoinCounts, ReportState};
 pub use calendar::Calendar;
+pub use partial::{PartialError, PartialMeta, decode_partial, encode_partial, partial_file_name};
 pub use spec::{Bucket, BudgetPeriod, DpSpec, Filters, LegalClass, Metric, ReportSpec};
