@@ -97,11 +97,11 @@ enum Command {
         #[arg(long, default_value = "1970-01-01")]
         not_before: String,
     },
-    /// Scale-out: follow logs on a web server, pseudonymize there and publish the events to NATS JetStream.
+    /// Scale-out: follow logs on a web server, pseudonymize there and publish the events to NATS `JetStream`.
     Edge {
         /// The pipeline file (TOML), with a `[scaleout]` section.
         pipeline: PathBuf,
-        /// NATS server URL (nats://host:4222).
+        /// NATS server URL (`nats://host:4222`).
         #[arg(long, value_name = "URL")]
         nats: String,
         /// Input file or glob, instead of `input.paths` (repeatable).
@@ -123,17 +123,17 @@ enum Command {
         #[arg(long)]
         retire: bool,
     },
-    /// Scale-out: consume some partitions from JetStream and write partial aggregates.
+    /// Scale-out: consume some partitions from `JetStream` and write partial aggregates.
     Aggregate {
         /// The pipeline file (TOML), with a `[scaleout]` section.
         pipeline: PathBuf,
-        /// NATS server URL (nats://host:4222).
+        /// NATS server URL (`nats://host:4222`).
         #[arg(long, value_name = "URL")]
         nats: String,
         /// Partitions this worker owns: a range `0-3`, a list `0,2,5` or both.
         #[arg(long, value_name = "LIST")]
         partitions: String,
-        /// Where partials go (a directory or s3://bucket/prefix) instead of `scaleout.partials`.
+        /// Where partials go (a directory or `s3://bucket/prefix`) instead of `scaleout.partials`.
         #[arg(long, value_name = "LOCATION")]
         partials: Option<String>,
         /// Stop after SECS without new messages.
@@ -147,13 +147,13 @@ enum Command {
     Merge {
         /// The pipeline file (TOML), with a `[scaleout]` section.
         pipeline: PathBuf,
-        /// NATS server URL (nats://host:4222), for the partition watermarks.
+        /// NATS server URL (`nats://host:4222`), for the partition watermarks.
         #[arg(long, value_name = "URL")]
         nats: String,
         /// Where the partials are, instead of `scaleout.partials`.
         #[arg(long, value_name = "LOCATION")]
         partials: Option<String>,
-        /// Where reports go (a directory or s3://bucket/prefix) instead of `output.dir`.
+        /// Where reports go (a directory or `s3://bucket/prefix`) instead of `output.dir`.
         #[arg(long, value_name = "LOCATION")]
         out: Option<String>,
         /// Keep running, merging every SECS, until SIGTERM.

@@ -180,7 +180,7 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
                     durable_name: Some(name.clone()),
                     filter_subject: super::subject(&settings.site, p),
                     ack_policy: jetstream::consumer::AckPolicy::All,
-                    ack_wait: Duration::from_secs(300),
+                    ack_wait: Duration::from_mins(5),
                     max_ack_pending: 100_000,
                     ..Default::default()
                 },

@@ -1,5 +1,5 @@
 //! `logveil edge`: runs on a web server, follows its logs like `logveil daemon`, parses
-//! and pseudonymizes them there, and publishes the events to JetStream. Raw identifiers
+//! and pseudonymizes them there, and publishes the events to `JetStream`. Raw identifiers
 //! never leave the machine: a message holds keyed pseudonyms, sanitised pages, truncated
 //! network prefixes and closed user-agent classes only ([`logveil_privacy::wire`]).
 //!
@@ -7,7 +7,7 @@
 //! ranges and their message ids to its checkpoint as *pending*; it publishes, waits for
 //! every acknowledgement, then checkpoints the new offsets. After a crash it re-reads
 //! exactly the pending ranges and publishes them again under the same ids
-//! (`host/file-fingerprint/start-end/p<partition>.<piece>`): JetStream drops what it already
+//! (`host/file-fingerprint/start-end/p<partition>.<piece>`): `JetStream` drops what it already
 //! has (within `scaleout.duplicate_window`).
 
 use std::collections::{BTreeMap, HashMap};
@@ -37,7 +37,7 @@ const CHECKPOINT_VERSION: u32 = 1;
 /// once split per partition and piece.
 const READ_BUDGET: usize = 4 << 20;
 /// Files quiet this long (or `lateness`, if longer) make the edge's watermark follow the clock.
-const QUIET_AFTER: Duration = Duration::from_secs(60);
+const QUIET_AFTER: Duration = Duration::from_mins(1);
 /// How often a quiet edge publishes its watermark.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 /// Events per message at most (a message is ~20 bytes an event compressed).
@@ -238,15 +238,14 @@ impl<'a> Edge<'a> {
         state_dir: PathBuf,
     ) -> Result<Self> {
         let saved = load_checkpoint(&state_dir)?;
-        let salt = match &saved {
-            Some(c) => checkpoint::unhex32(&c.salt).with_context(|| {
+        let salt = if let Some(c) = &saved {
+            checkpoint::unhex32(&c.salt).with_context(|| {
                 format!("{}: bad salt", state_dir.join(CHECKPOINT_FILE).display())
-            })?,
-            None => {
-                let mut salt = [0u8; 32];
-                getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("random salt: {e}"))?;
-                salt
-            }
+            })?
+        } else {
+            let mut salt = [0u8; 32];
+            getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("random salt: {e}"))?;
+            salt
         };
         let mut edge = Self {
             pipeline,
@@ -694,7 +693,10 @@ async fn retire(pipeline: &Pipeline, args: &EdgeArgs, host: String) -> Result<Ex
             crate::scaleout::subject(&s.site, partition),
             jetstream::message::PublishMessage::build()
                 .payload(bytes::Bytes::from(wire::encode(&header, &[])))
-                .message_id(format!("{host}/retire/{}/p{partition}", checkpoint::hex(&stamp))),
+                .message_id(format!(
+                    "{host}/retire/{}/p{partition}",
+                    checkpoint::hex(&stamp)
+                )),
         )
         .await
         .with_context(|| format!("publishing to partition {partition}"))?

@@ -151,15 +151,14 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
     let mut summary = Summary::default();
     let mut watermark = i64::MAX;
     for p in 0..settings.partitions {
-        match super::read_watermark(&kv, p).await? {
-            Some(w) => watermark = watermark.min(w.watermark_micros),
-            None => {
-                tracing::info!(
-                    partition = p,
-                    "no watermark yet for this partition: nothing can be finalised"
-                );
-                watermark = i64::MIN;
-            }
+        if let Some(w) = super::read_watermark(&kv, p).await? {
+            watermark = watermark.min(w.watermark_micros);
+        } else {
+            tracing::info!(
+                partition = p,
+                "no watermark yet for this partition: nothing can be finalised"
+            );
+            watermark = i64::MIN;
         }
     }
     summary.watermark_micros = (watermark != i64::MIN).then_some(watermark);

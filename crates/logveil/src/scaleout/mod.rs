@@ -1,9 +1,9 @@
-//! Scale-out on NATS JetStream (issue #9): `logveil edge` on each web server, `logveil
+//! Scale-out on NATS `JetStream` (issue #9): `logveil edge` on each web server, `logveil
 //! aggregate` workers owning partitions, `logveil merge` finalising windows.
 //!
 //! ```text
 //!  web server ─ edge ─┐                      ┌─ aggregate (partitions 0-3) ─┐
-//!  web server ─ edge ─┼─ JetStream stream ───┤                              ├─ partials ─ merge ─ finals
+//!  web server ─ edge ─┼─ `JetStream` stream ───┤                              ├─ partials ─ merge ─ finals
 //!  web server ─ edge ─┘  logveil.<site>.<p>  └─ aggregate (partitions 4-7) ─┘  (Parquet)   (disclosure once)
 //! ```
 //!
@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub use settings::ScaleoutSettings;
 
-/// The JetStream stream of a site.
+/// The `JetStream` stream of a site.
 pub fn stream_name(site: &str) -> String {
     format!("LOGVEIL_{}", site.to_ascii_uppercase().replace('-', "_"))
 }
@@ -64,7 +64,7 @@ pub struct PartitionWatermark {
     pub edges: BTreeMap<String, i64>,
 }
 
-/// Connects and returns the JetStream context, with the site's stream and watermark bucket
+/// Connects and returns the `JetStream` context, with the site's stream and watermark bucket
 /// created when missing.
 pub async fn connect(
     url: &str,

@@ -8,7 +8,7 @@
 //! partials = "../partials"     # where aggregators write partials (a directory or s3://bucket/prefix); default <output dir>-partials (beside it, never inside)
 //! hll_lg_k = 12                # optional: a DataSketches HLL column in partials (4–21)
 //! lateness = "5m"              # an edge's watermark = latest event time − this
-//! duplicate_window = "20m"     # how long JetStream remembers message ids (replays after a crash)
+//! duplicate_window = "20m"     # how long `JetStream` remembers message ids (replays after a crash)
 //! retention = "7d"             # how long the stream keeps messages
 //! commit_interval = "2s"       # an aggregator commits (writes partials, acks) at least this often
 //! ```
