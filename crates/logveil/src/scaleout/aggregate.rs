@@ -475,3 +475,97 @@ mod tests {
         assert_eq!(parse_manifest_name("manifests/p=0003/x.json"), None);
     }
 }
+
+#[cfg(test)]
+mod additivity {
+    //! The claim the whole scale-out rests on: a visitor always lands in one partition, so
+    //! per-partition distinct-visitor counts add up exactly to the single-machine count.
+
+    use std::path::Path;
+
+    use logveil_ingest::Chunk;
+    use logveil_parse::ParserState;
+    use logveil_report::ReportState;
+
+    use crate::config::{Overrides, Pipeline};
+    use crate::engine::{LineCounts, RunContext, events_of_chunk, observe_events};
+
+    fn aggregate(
+        pipeline: &Pipeline,
+        ctx: &RunContext<'_>,
+        events: &[logveil_privacy::Event],
+    ) -> Vec<ReportState> {
+        let mut states: Vec<ReportState> = pipeline.reports.iter().map(ReportState::new).collect();
+        observe_events(ctx, events, |i, event, join, visitor_id| {
+            states[i].observe(
+                &pipeline.reports[i],
+                &pipeline.calendar,
+                event,
+                join,
+                visitor_id,
+            );
+        });
+        states
+    }
+
+    #[test]
+    fn distinct_visitors_add_up_across_partitions() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let pipeline = Pipeline::load(&root.join("pipelines/daily.toml"), &Overrides::default())
+            .expect("daily pipeline");
+        let (ctx, _, _) = RunContext::load(&pipeline).expect("keys and accounts");
+        let mut events = Vec::new();
+        for day in ["2026-11-01", "2026-11-02"] {
+            let data = std::fs::read(root.join(format!("sample-logs/access-{day}.log"))).unwrap();
+            let chunk = Chunk {
+                offset: 0,
+                data,
+                too_long: Vec::new(),
+            };
+            let mut lines = LineCounts::default();
+            events.extend(events_of_chunk(
+                &ctx,
+                &chunk,
+                &ParserState::default(),
+                &mut lines,
+            ));
+        }
+        assert!(events.len() > 19_000, "{} events", events.len());
+        let whole = aggregate(&pipeline, &ctx, &events);
+        for partitions in [1, 3, 8] {
+            let parts: Vec<Vec<ReportState>> = (0..partitions)
+                .map(|p| {
+                    let mine: Vec<_> = events
+                        .iter()
+                        .filter(|e| e.visitor.partition(partitions) == p)
+                        .cloned()
+                        .collect();
+                    aggregate(&pipeline, &ctx, &mine)
+                })
+                .collect();
+            for (r, spec) in pipeline.reports.iter().enumerate() {
+                let mut cells = 0;
+                for (key, cell) in &whole[r].cells {
+                    let sum: usize = parts
+                        .iter()
+                        .map(|p| p[r].cells.get(key).map_or(0, |c| c.visitors.len()))
+                        .sum();
+                    assert_eq!(sum, cell.visitors.len(), "{}: {key:?}", spec.name);
+                    let views: u64 = parts
+                        .iter()
+                        .map(|p| p[r].cells.get(key).map_or(0, |c| c.views))
+                        .sum();
+                    assert_eq!(views, cell.views);
+                    cells += 1;
+                }
+                // And merging the partitions gives the single-machine state exactly.
+                let mut merged = ReportState::new(spec);
+                for p in &parts {
+                    merged.merge(p[r].clone());
+                }
+                assert_eq!(merged, whole[r], "{}", spec.name);
+                assert!(cells > 0);
+            }
+        }
+    }
+}
