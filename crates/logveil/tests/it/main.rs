@@ -22,6 +22,7 @@ mod rotation;
 mod s3;
 mod sanitize;
 mod scaleout;
+mod scaleout_s3;
 mod stdin;
 mod truth;
 mod util;
