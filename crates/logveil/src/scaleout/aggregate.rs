@@ -173,20 +173,6 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
     let mut partitions = Vec::new();
     for &p in &owned {
         let name = format!("agg-{p}");
-        let consumer = stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
-                    durable_name: Some(name.clone()),
-                    filter_subject: super::subject(&settings.site, p),
-                    ack_policy: jetstream::consumer::AckPolicy::All,
-                    ack_wait: Duration::from_mins(5),
-                    max_ack_pending: 100_000,
-                    ..Default::default()
-                },
-            )
-            .await
-            .with_context(|| format!("creating or opening consumer {name}"))?;
         // The last manifest is the commit point: everything up to it is done.
         let manifests = store.list(&format!("manifests/p={p:04}")).await?;
         let last = manifests
@@ -206,6 +192,28 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
             }
             None => (0, BTreeMap::new()),
         };
+        // The consumer is made anew from the commit point on every start: messages a
+        // killed worker had fetched but not committed are delivered again at once (not
+        // after `ack_wait`), and an ack-all can never cover a message no worker committed.
+        let _ = stream.delete_consumer(&name).await;
+        let consumer = stream
+            .create_consumer(pull::Config {
+                durable_name: Some(name.clone()),
+                filter_subject: super::subject(&settings.site, p),
+                deliver_policy: if committed == 0 {
+                    jetstream::consumer::DeliverPolicy::All
+                } else {
+                    jetstream::consumer::DeliverPolicy::ByStartSequence {
+                        start_sequence: committed + 1,
+                    }
+                },
+                ack_policy: jetstream::consumer::AckPolicy::All,
+                ack_wait: Duration::from_mins(5),
+                max_ack_pending: 100_000,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating consumer {name}"))?;
         tracing::info!(partition = p, committed_seq = committed, "partition opened");
         partitions.push(Partition {
             number: p,
@@ -286,7 +294,18 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
             && let Some(idle) = args.idle_exit
             && last_message.elapsed() >= Duration::from_secs(idle)
         {
-            break;
+            // Quiet is not enough: the stream must hold nothing more for these partitions.
+            let mut pending = 0;
+            for part in &mut partitions {
+                let info = part.consumer.info().await.map_err(|e| {
+                    anyhow::anyhow!("consumer info of partition {}: {e}", part.number)
+                })?;
+                pending += info.num_pending + info.num_ack_pending as u64;
+            }
+            if pending == 0 {
+                break;
+            }
+            last_message = Instant::now();
         }
     }
     if let Some(path) = &args.summary {
