@@ -32,6 +32,35 @@ fn shipped_pipeline_passes_check() {
 }
 
 #[test]
+fn every_shipped_pipeline_passes_check() {
+    for name in [
+        "daily.toml",
+        "external.toml",
+        "accounts-demo.toml",
+        "bench.toml",
+        "scaleout.toml",
+    ] {
+        let (ok, msg) = crate::util::check_pipeline(&repo().join("pipelines").join(name));
+        assert!(ok, "{name}: {msg}");
+    }
+}
+
+#[test]
+fn scaleout_section_errors_name_file_key_and_what_is_allowed() {
+    let (ok, msg) = check_variant(|p| {
+        format!("{p}\n[scaleout]\nsite = \"Web Site\"\npartitions = 0\nhll_lg_k = 40\n")
+    });
+    assert!(!ok);
+    for needle in [
+        "scaleout.site: `Web Site` is not a site name (allowed: 1 to 64 lower-case letters",
+        "scaleout.partitions: 0 is out of range (allowed: 1 to 4096)",
+        "scaleout.hll_lg_k: 40 is out of range (allowed: 4 to 21)",
+    ] {
+        assert!(msg.contains(needle), "`{needle}` not in:\n{msg}");
+    }
+}
+
+#[test]
 fn partner_report_with_forbidden_dimension_is_rejected_naming_report_and_dimension() {
     let (ok, msg) = check_variant(|p| {
         p.replace(
