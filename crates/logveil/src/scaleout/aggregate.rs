@@ -163,7 +163,7 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
     }
     let owned = super::parse_partitions(&args.partitions, settings.partitions)?;
     let store = Store::open(&partials_location(&pipeline, args.partials.as_ref()))?;
-    let (ctx, _ring, _) = RunContext::load(&pipeline)?;
+    let (mut ctx, _ring, _) = RunContext::load(&pipeline)?;
     let (_client, js) = super::connect(&args.nats, settings).await?;
     let kv = super::watermarks(&js, settings).await?;
     let stream = js
@@ -234,7 +234,22 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
         .map(|spec| fingerprint(spec, &pipeline.calendar))
         .collect();
     let mut last_message = Instant::now();
+    let mut last_refresh = Instant::now();
     loop {
+        // Like the daemon: the key ring and account snapshot are reloaded every
+        // `[daemon] accounts_refresh` (a withdrawal of consent, a new key).
+        if last_refresh.elapsed() >= pipeline.daemon.accounts_refresh {
+            last_refresh = Instant::now();
+            match RunContext::load(&pipeline) {
+                Ok((fresh, ring, _)) => {
+                    ctx = fresh;
+                    tracing::info!(key_id = %ring.newest().id(), "key ring and account snapshot refreshed");
+                }
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "refreshing keys and accounts failed: keeping the previous snapshot");
+                }
+            }
+        }
         let mut received = false;
         for part in &mut partitions {
             let expires = if part.open.first.is_some() {
