@@ -219,11 +219,8 @@ impl Partial {
 
 /// Parses, pseudonymizes and aggregates one chunk into `partial`, the state a worker keeps
 /// over all the chunks it processes (merged with the other workers' at the end). Rejected
-/// lines are appended to `partial.rejected` in input order.
-///
-/// Records borrow the chunk and nothing is allocated per line on the usual path: a
-/// per-chunk [`EventCache`] per key epoch hashes each repeated cookie or address once and
-/// sanitises each repeated target, Referer and user agent once.
+/// lines are appended to `partial.rejected` in input order. The lines go through
+/// [`for_each_line`].
 pub fn process_chunk_into(
     ctx: &RunContext<'_>,
     chunk: &Chunk,
@@ -251,6 +248,99 @@ pub fn process_chunk_with(
     (partial, skipped)
 }
 
+/// What one line of a chunk became.
+pub enum LineOutcome<'c> {
+    /// A W3C `#` directive: neither a request nor an error.
+    Directive,
+    Rejected {
+        reason: RejectReason,
+        offset: u64,
+        line: &'c [u8],
+    },
+    /// A request, pseudonymized with the key of `ctx.epochs[epoch]`.
+    Event {
+        event: logveil_privacy::Event,
+        epoch: usize,
+    },
+}
+
+/// Parses and pseudonymizes every line of `chunk`, calling `on_line` with the outcome of
+/// each, in order (over-long lines first, as `too_long` rejections). The one per-line
+/// loop of `run`, `daemon` and `edge`.
+///
+/// Records borrow the chunk and nothing is allocated per line on the usual path: a
+/// per-chunk [`EventCache`] per key epoch hashes each repeated cookie or address once and
+/// sanitises each repeated target, Referer and user agent once. Only the `Event` leaves:
+/// it holds no raw identifier.
+pub fn for_each_line<'c>(
+    ctx: &RunContext<'_>,
+    chunk: &'c Chunk,
+    start: &ParserState,
+    mut on_line: impl FnMut(LineOutcome<'c>),
+) {
+    let pipeline = ctx.pipeline;
+    let mut state = start.clone();
+    for &offset in &chunk.too_long {
+        on_line(LineOutcome::Rejected {
+            reason: RejectReason::TooLong,
+            offset,
+            line: &[],
+        });
+    }
+    let mut caches: Vec<Option<EventCache<'_>>> = ctx.epochs.iter().map(|_| None).collect();
+    let ip_prefix = pipeline
+        .reports
+        .iter()
+        .any(|r| r.dimensions.contains(&logveil_privacy::Dimension::IpPrefix));
+    for (offset, line) in crate::chunks::lines(chunk) {
+        let rejected = |reason| LineOutcome::Rejected {
+            reason,
+            offset,
+            line,
+        };
+        let record = match ctx.parser.parse(line, &mut state) {
+            Ok(Parsed::Record(record)) => record,
+            Ok(Parsed::Directive) => {
+                on_line(LineOutcome::Directive);
+                continue;
+            }
+            Err(reason) => {
+                on_line(rejected(reason));
+                continue;
+            }
+        };
+        let utc_day = record
+            .time
+            .map_or(0, |t| t.utc_micros.div_euclid(MICROS_PER_DAY) as i32);
+        let Some(index) = ctx.epoch_index_for(utc_day) else {
+            on_line(rejected(RejectReason::NoKey));
+            continue;
+        };
+        let epoch = &ctx.epochs[index];
+        let cache = caches[index].get_or_insert_with(|| {
+            let cache = EventCache::new(&epoch.pseudonymizer);
+            if ip_prefix {
+                cache
+            } else {
+                cache.without_ip_prefix()
+            }
+        });
+        match epoch.pseudonymizer.event_cached(
+            &record,
+            &pipeline.client_policy,
+            &pipeline.sanitize,
+            cache,
+        ) {
+            // `record` (borrowing the chunk) dies with this iteration.
+            Some(event) => on_line(LineOutcome::Event {
+                event,
+                epoch: index,
+            }),
+            None => on_line(rejected(RejectReason::BadTime)),
+        }
+    }
+}
+
 /// [`process_chunk_into`] with a say per report: `admit(report_index, event_utc_micros)` is
 /// called for every parsed line and report, before the report observes the event, and the
 /// report skips the event when it returns `false` (the daemon's late lines). Returns how
@@ -264,55 +354,23 @@ pub fn process_chunk_into_with(
 ) -> u64 {
     let pipeline = ctx.pipeline;
     let mut skipped = 0;
-    let mut state = start.clone();
-    for &offset in &chunk.too_long {
-        partial.reject(ctx, RejectReason::TooLong, offset, &[]);
-    }
-    let mut caches: Vec<Option<EventCache<'_>>> = ctx.epochs.iter().map(|_| None).collect();
-    let ip_prefix = pipeline
-        .reports
-        .iter()
-        .any(|r| r.dimensions.contains(&logveil_privacy::Dimension::IpPrefix));
-    for (offset, line) in crate::chunks::lines(chunk) {
-        let record = match ctx.parser.parse(line, &mut state) {
-            Ok(Parsed::Record(record)) => record,
-            Ok(Parsed::Directive) => {
+    for_each_line(ctx, chunk, start, |outcome| {
+        let (event, epoch) = match outcome {
+            LineOutcome::Directive => {
                 partial.lines.read += 1;
                 partial.lines.directives += 1;
-                continue;
+                return;
             }
-            Err(reason) => {
+            LineOutcome::Rejected {
+                reason,
+                offset,
+                line,
+            } => {
                 partial.reject(ctx, reason, offset, line);
-                continue;
+                return;
             }
+            LineOutcome::Event { event, epoch } => (event, &ctx.epochs[epoch]),
         };
-        let utc_day = record
-            .time
-            .map_or(0, |t| t.utc_micros.div_euclid(MICROS_PER_DAY) as i32);
-        let Some(index) = ctx.epoch_index_for(utc_day) else {
-            partial.reject(ctx, RejectReason::NoKey, offset, line);
-            continue;
-        };
-        let epoch = &ctx.epochs[index];
-        let cache = caches[index].get_or_insert_with(|| {
-            let cache = EventCache::new(&epoch.pseudonymizer);
-            if ip_prefix {
-                cache
-            } else {
-                cache.without_ip_prefix()
-            }
-        });
-        let Some(event) = epoch.pseudonymizer.event_cached(
-            &record,
-            &pipeline.client_policy,
-            &pipeline.sanitize,
-            cache,
-        ) else {
-            partial.reject(ctx, RejectReason::BadTime, offset, line);
-            continue;
-        };
-        // From here on only `event` is used: it holds no raw identifier, and `record`
-        // (borrowing the chunk) dies with this iteration.
         partial.lines.read += 1;
         partial.lines.parsed += 1;
         let mut skipped_here = false;
@@ -333,7 +391,7 @@ pub fn process_chunk_into_with(
             state.observe(spec, &pipeline.calendar, &event, join, visitor_id);
         }
         skipped += u64::from(skipped_here);
-    }
+    });
     skipped
 }
 
@@ -346,57 +404,19 @@ pub fn events_of_chunk(
     start: &ParserState,
     lines: &mut LineCounts,
 ) -> Vec<logveil_privacy::Event> {
-    let pipeline = ctx.pipeline;
-    let mut state = start.clone();
-    lines.reject(RejectReason::TooLong, chunk.too_long.len() as u64);
-    let mut caches: Vec<Option<EventCache<'_>>> = ctx.epochs.iter().map(|_| None).collect();
-    let ip_prefix = pipeline
-        .reports
-        .iter()
-        .any(|r| r.dimensions.contains(&logveil_privacy::Dimension::IpPrefix));
     let mut events = Vec::new();
-    for (_, line) in crate::chunks::lines(chunk) {
-        let record = match ctx.parser.parse(line, &mut state) {
-            Ok(Parsed::Record(record)) => record,
-            Ok(Parsed::Directive) => {
-                lines.read += 1;
-                lines.directives += 1;
-                continue;
-            }
-            Err(reason) => {
-                lines.reject(reason, 1);
-                continue;
-            }
-        };
-        let utc_day = record
-            .time
-            .map_or(0, |t| t.utc_micros.div_euclid(MICROS_PER_DAY) as i32);
-        let Some(index) = ctx.epoch_index_for(utc_day) else {
-            lines.reject(RejectReason::NoKey, 1);
-            continue;
-        };
-        let epoch = &ctx.epochs[index];
-        let cache = caches[index].get_or_insert_with(|| {
-            let cache = EventCache::new(&epoch.pseudonymizer);
-            if ip_prefix {
-                cache
-            } else {
-                cache.without_ip_prefix()
-            }
-        });
-        let Some(event) = epoch.pseudonymizer.event_cached(
-            &record,
-            &pipeline.client_policy,
-            &pipeline.sanitize,
-            cache,
-        ) else {
-            lines.reject(RejectReason::BadTime, 1);
-            continue;
-        };
-        lines.read += 1;
-        lines.parsed += 1;
-        events.push(event);
-    }
+    for_each_line(ctx, chunk, start, |outcome| match outcome {
+        LineOutcome::Directive => {
+            lines.read += 1;
+            lines.directives += 1;
+        }
+        LineOutcome::Rejected { reason, .. } => lines.reject(reason, 1),
+        LineOutcome::Event { event, .. } => {
+            lines.read += 1;
+            lines.parsed += 1;
+            events.push(event);
+        }
+    });
     events
 }
 
