@@ -98,71 +98,11 @@ enum Command {
         not_before: String,
     },
     /// Scale-out: follow logs on a web server, pseudonymize there and publish the events to NATS `JetStream`.
-    Edge {
-        /// The pipeline file (TOML), with a `[scaleout]` section.
-        pipeline: PathBuf,
-        /// NATS server URL (`nats://host:4222`).
-        #[arg(long, value_name = "URL")]
-        nats: String,
-        /// Input file or glob, instead of `input.paths` (repeatable).
-        #[arg(long = "input", value_name = "GLOB")]
-        inputs: Vec<String>,
-        /// State directory (checkpoint and lock) instead of `daemon.state_dir`.
-        #[arg(long, value_name = "DIR")]
-        state: Option<PathBuf>,
-        /// This edge's name in message ids (default: the machine's host name).
-        #[arg(long, value_name = "NAME")]
-        host: Option<String>,
-        /// Stop once every file is read to its end and quiet for SECS (publishing a final watermark).
-        #[arg(long, value_name = "SECS")]
-        idle_exit: Option<u64>,
-        /// Also write the summary as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        summary: Option<PathBuf>,
-        /// Tell every partition that this host (--host) is gone for good, so its last watermark stops holding windows open; then exit.
-        #[arg(long)]
-        retire: bool,
-    },
+    Edge(scaleout::edge::EdgeArgs),
     /// Scale-out: consume some partitions from `JetStream` and write partial aggregates.
-    Aggregate {
-        /// The pipeline file (TOML), with a `[scaleout]` section.
-        pipeline: PathBuf,
-        /// NATS server URL (`nats://host:4222`).
-        #[arg(long, value_name = "URL")]
-        nats: String,
-        /// Partitions this worker owns: a range `0-3`, a list `0,2,5` or both.
-        #[arg(long, value_name = "LIST")]
-        partitions: String,
-        /// Where partials go (a directory or `s3://bucket/prefix`) instead of `scaleout.partials`.
-        #[arg(long, value_name = "LOCATION")]
-        partials: Option<String>,
-        /// Stop after SECS without new messages.
-        #[arg(long, value_name = "SECS")]
-        idle_exit: Option<u64>,
-        /// Also write the summary as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        summary: Option<PathBuf>,
-    },
+    Aggregate(scaleout::aggregate::AggregateArgs),
     /// Scale-out: finalise every window all partitions have passed: merge partials, apply disclosure control once, write the reports.
-    Merge {
-        /// The pipeline file (TOML), with a `[scaleout]` section.
-        pipeline: PathBuf,
-        /// NATS server URL (`nats://host:4222`), for the partition watermarks.
-        #[arg(long, value_name = "URL")]
-        nats: String,
-        /// Where the partials are, instead of `scaleout.partials`.
-        #[arg(long, value_name = "LOCATION")]
-        partials: Option<String>,
-        /// Where reports go (a directory or `s3://bucket/prefix`) instead of `output.dir`.
-        #[arg(long, value_name = "LOCATION")]
-        out: Option<String>,
-        /// Keep running, merging every SECS, until SIGTERM.
-        #[arg(long = "loop", value_name = "SECS")]
-        every: Option<u64>,
-        /// Also write the summary as JSON to FILE.
-        #[arg(long, value_name = "FILE")]
-        summary: Option<PathBuf>,
-    },
+    Merge(scaleout::merge::MergeArgs),
     /// Audited re-identification: the visitor ids under which a cookie value or client address appears; recorded in the audit log before anything is printed.
     Lookup(lookup::LookupArgs),
     /// The re-identification audit log.
@@ -196,7 +136,7 @@ fn main() -> ExitCode {
     // The daemon logs JSON, one object per line (for journald and log shippers).
     if matches!(
         cli.command,
-        Command::Daemon { .. } | Command::Edge { .. } | Command::Aggregate { .. }
+        Command::Daemon { .. } | Command::Edge(_) | Command::Aggregate(_)
     ) {
         logs.json().flatten_event(true).init();
     } else {
@@ -265,55 +205,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             summary,
             metrics_addr,
         }),
-        Command::Edge {
-            pipeline,
-            nats,
-            inputs,
-            state,
-            host,
-            idle_exit,
-            summary,
-            retire,
-        } => scaleout::edge::run(&scaleout::edge::EdgeArgs {
-            pipeline,
-            nats,
-            inputs,
-            state,
-            host,
-            idle_exit,
-            summary,
-            retire,
-        }),
-        Command::Aggregate {
-            pipeline,
-            nats,
-            partitions,
-            partials,
-            idle_exit,
-            summary,
-        } => scaleout::aggregate::run(&scaleout::aggregate::AggregateArgs {
-            pipeline,
-            nats,
-            partitions,
-            partials,
-            idle_exit,
-            summary,
-        }),
-        Command::Merge {
-            pipeline,
-            nats,
-            partials,
-            out,
-            every,
-            summary,
-        } => scaleout::merge::run(&scaleout::merge::MergeArgs {
-            pipeline,
-            nats,
-            partials,
-            out,
-            every,
-            summary,
-        }),
+        Command::Edge(args) => scaleout::edge::run(&args),
+        Command::Aggregate(args) => scaleout::aggregate::run(&args),
+        Command::Merge(args) => scaleout::merge::run(&args),
         Command::Check { pipeline } => match Pipeline::load(&pipeline, &Overrides::default()) {
             Ok(p) => {
                 write_stdout(&format!(

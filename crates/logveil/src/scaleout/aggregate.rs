@@ -42,13 +42,24 @@ const FETCH: usize = 1000;
 const BATCH_MESSAGES: usize = 5000;
 
 /// `logveil aggregate` arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct AggregateArgs {
+    /// The pipeline file (TOML), with a `[scaleout]` section.
     pub pipeline: PathBuf,
+    /// NATS server URL (`nats://host:4222`).
+    #[arg(long, value_name = "URL")]
     pub nats: String,
+    /// Partitions this worker owns: a range `0-3`, a list `0,2,5` or both.
+    #[arg(long, value_name = "LIST")]
     pub partitions: String,
+    /// Where partials go (a directory or `s3://bucket/prefix`) instead of `scaleout.partials`.
+    #[arg(long, value_name = "LOCATION")]
     pub partials: Option<String>,
+    /// Stop after SECS without new messages.
+    #[arg(long, value_name = "SECS")]
     pub idle_exit: Option<u64>,
+    /// Also write the summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
 }
 
@@ -121,13 +132,7 @@ struct Summary {
 }
 
 pub fn run(args: &AggregateArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("logveil-agg")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(aggregate(args))
+    super::runtime("logveil-agg")?.block_on(aggregate(args))
 }
 
 /// What is being built for one partition.

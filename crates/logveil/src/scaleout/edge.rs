@@ -44,16 +44,30 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
 const EVENTS_PER_MESSAGE: usize = 20_000;
 
 /// `logveil edge` arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct EdgeArgs {
+    /// The pipeline file (TOML), with a `[scaleout]` section.
     pub pipeline: PathBuf,
+    /// NATS server URL (`nats://host:4222`).
+    #[arg(long, value_name = "URL")]
     pub nats: String,
+    /// Input file or glob, instead of `input.paths` (repeatable).
+    #[arg(long = "input", value_name = "GLOB")]
     pub inputs: Vec<String>,
+    /// State directory (checkpoint and lock) instead of `daemon.state_dir`.
+    #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// This edge's name in message ids (default: the machine's host name).
+    #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
+    /// Stop once every file is read to its end and quiet for SECS (publishing a final watermark).
+    #[arg(long, value_name = "SECS")]
     pub idle_exit: Option<u64>,
+    /// Also write the summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
-    /// Publish this host's "drained" watermark and exit: for an edge that is gone for good.
+    /// Tell every partition that this host (--host) is gone for good, so its last watermark stops holding windows open; then exit.
+    #[arg(long)]
     pub retire: bool,
 }
 
@@ -98,13 +112,7 @@ struct Summary {
 }
 
 pub fn run(args: &EdgeArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("logveil-edge")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(edge(args))
+    super::runtime("logveil-edge")?.block_on(edge(args))
 }
 
 fn host_name(args: &EdgeArgs) -> Result<String> {
@@ -548,49 +556,22 @@ impl<'a> Edge<'a> {
         }
         self.max_event = Some(now);
         let watermark = self.watermark().unwrap_or(i64::MIN);
-        let s = &self.pipeline.scaleout;
-        Some(
-            (0..s.partitions)
-                .map(|partition| {
-                    let header = BatchHeader {
-                        host: self.host.clone(),
-                        site: s.site.clone(),
-                        partition,
-                        partitions: s.partitions,
-                        watermark_micros: watermark,
-                        ..BatchHeader::default()
-                    };
-                    Message {
-                        subject: crate::scaleout::subject(&s.site, partition),
-                        id: format!("{}/heartbeat/{watermark}/p{partition}", self.host),
-                        payload: wire::encode(&header, &[]),
-                    }
-                })
-                .collect(),
-        )
+        Some(watermark_messages(
+            &self.pipeline.scaleout,
+            &self.host,
+            watermark,
+            &format!("heartbeat/{watermark}"),
+        ))
     }
 
     /// One watermark-only message per partition: this edge has drained its files.
     fn final_messages(&self) -> Vec<Message> {
-        let s = &self.pipeline.scaleout;
-        (0..s.partitions)
-            .map(|partition| {
-                let header = BatchHeader {
-                    host: self.host.clone(),
-                    site: s.site.clone(),
-                    partition,
-                    partitions: s.partitions,
-                    watermark_micros: i64::MAX,
-                    last: true,
-                    ..BatchHeader::default()
-                };
-                Message {
-                    subject: crate::scaleout::subject(&s.site, partition),
-                    id: format!("{}/final/{}/p{partition}", self.host, self.lines.read),
-                    payload: wire::encode(&header, &[]),
-                }
-            })
-            .collect()
+        watermark_messages(
+            &self.pipeline.scaleout,
+            &self.host,
+            i64::MAX,
+            &format!("final/{}", self.lines.read),
+        )
     }
 
     /// Publishes and waits for every acknowledgement, retrying (same ids, so the server
@@ -665,6 +646,34 @@ impl<'a> Edge<'a> {
     }
 }
 
+/// One watermark-only message per partition (no events): a heartbeat, a drained edge
+/// (`i64::MAX`, marked `last`) or a retired one. Ids are `host/<what>/p<partition>`.
+fn watermark_messages(
+    s: &crate::scaleout::ScaleoutSettings,
+    host: &str,
+    watermark: i64,
+    what: &str,
+) -> Vec<Message> {
+    (0..s.partitions)
+        .map(|partition| {
+            let header = BatchHeader {
+                host: host.to_owned(),
+                site: s.site.clone(),
+                partition,
+                partitions: s.partitions,
+                watermark_micros: watermark,
+                last: watermark == i64::MAX,
+                ..BatchHeader::default()
+            };
+            Message {
+                subject: crate::scaleout::subject(&s.site, partition),
+                id: format!("{host}/{what}/p{partition}"),
+                payload: wire::encode(&header, &[]),
+            }
+        })
+        .collect()
+}
+
 /// A message ready to publish.
 struct Message {
     subject: String,
@@ -676,30 +685,24 @@ struct Message {
 /// watermark stops holding windows open. Lines it publishes later count as late.
 async fn retire(pipeline: &Pipeline, args: &EdgeArgs, host: String) -> Result<ExitCode> {
     let (_client, js) = crate::scaleout::connect(&args.nats, &pipeline.scaleout).await?;
-    let s = &pipeline.scaleout;
     let mut stamp = [0u8; 8];
     getrandom::fill(&mut stamp).map_err(|e| anyhow::anyhow!("random id: {e}"))?;
-    for partition in 0..s.partitions {
-        let header = BatchHeader {
-            host: host.clone(),
-            site: s.site.clone(),
-            partition,
-            partitions: s.partitions,
-            watermark_micros: i64::MAX,
-            last: true,
-            ..BatchHeader::default()
-        };
+    let s = &pipeline.scaleout;
+    let messages = watermark_messages(
+        s,
+        &host,
+        i64::MAX,
+        &format!("retire/{}", checkpoint::hex(&stamp)),
+    );
+    for m in messages {
         js.send_publish(
-            crate::scaleout::subject(&s.site, partition),
+            m.subject.clone(),
             jetstream::message::PublishMessage::build()
-                .payload(bytes::Bytes::from(wire::encode(&header, &[])))
-                .message_id(format!(
-                    "{host}/retire/{}/p{partition}",
-                    checkpoint::hex(&stamp)
-                )),
+                .payload(bytes::Bytes::from(m.payload))
+                .message_id(&m.id),
         )
         .await
-        .with_context(|| format!("publishing to partition {partition}"))?
+        .with_context(|| format!("publishing to {}", m.subject))?
         .await
         .context("waiting for the server's acknowledgement")?;
     }

@@ -35,13 +35,24 @@ use crate::publish::{PublishContext, publish_some};
 use crate::store::Store;
 
 /// `logveil merge` arguments.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct MergeArgs {
+    /// The pipeline file (TOML), with a `[scaleout]` section.
     pub pipeline: PathBuf,
+    /// NATS server URL (`nats://host:4222`), for the partition watermarks.
+    #[arg(long, value_name = "URL")]
     pub nats: String,
+    /// Where the partials are, instead of `scaleout.partials`.
+    #[arg(long, value_name = "LOCATION")]
     pub partials: Option<String>,
+    /// Where reports go (a directory or `s3://bucket/prefix`) instead of `output.dir`.
+    #[arg(long, value_name = "LOCATION")]
     pub out: Option<String>,
+    /// Keep running, merging every SECS, until SIGTERM.
+    #[arg(long = "loop", value_name = "SECS")]
     pub every: Option<u64>,
+    /// Also write the summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
 }
 
@@ -68,13 +79,7 @@ struct Summary {
 }
 
 pub fn run(args: &MergeArgs) -> Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("logveil-merge")
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(merge_loop(args))
+    super::runtime("logveil-merge")?.block_on(merge_loop(args))
 }
 
 async fn merge_loop(args: &MergeArgs) -> Result<ExitCode> {

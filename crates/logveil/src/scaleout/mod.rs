@@ -32,6 +32,17 @@ use serde::{Deserialize, Serialize};
 
 pub use settings::ScaleoutSettings;
 
+/// The async runtime of a scale-out command: two workers (I/O waits on NATS and storage;
+/// parsing runs on rayon).
+pub fn runtime(name: &str) -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// The `JetStream` stream of a site.
 pub fn stream_name(site: &str) -> String {
     format!("LOGVEIL_{}", site.to_ascii_uppercase().replace('-', "_"))
