@@ -81,6 +81,38 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_millis(n.checked_mul(ms)?))
 }
 
+/// One duration key of a section (`key` in full: `daemon.poll_interval`), with its
+/// default when absent; a bad or out-of-range value goes to `errors` naming the file, the
+/// key and what is allowed (`range.2`).
+pub fn duration_key(
+    errors: &mut Vec<String>,
+    shown: &str,
+    key: &str,
+    value: Option<&String>,
+    default: Duration,
+    range: (Duration, Duration, &str),
+) -> Duration {
+    let Some(value) = value else {
+        return default;
+    };
+    match parse_duration(value) {
+        Some(d) if d >= range.0 && d <= range.1 => d,
+        Some(_) => {
+            errors.push(format!(
+                "{shown}: {key}: `{value}` is out of range (allowed: {})",
+                range.2
+            ));
+            default
+        }
+        None => {
+            errors.push(format!(
+                "{shown}: {key}: `{value}` is not a duration (allowed: {DURATION_RULE})"
+            ));
+            default
+        }
+    }
+}
+
 impl DaemonSettings {
     /// Validates `[daemon]`; each problem goes to `errors` naming the file, the key and
     /// what is allowed.
@@ -98,25 +130,14 @@ impl DaemonSettings {
                             value: Option<&String>,
                             default: Duration,
                             range: (Duration, Duration, &str)| {
-            let Some(value) = value else {
-                return default;
-            };
-            match parse_duration(value) {
-                Some(d) if d >= range.0 && d <= range.1 => d,
-                Some(_) => {
-                    errors.push(format!(
-                        "{shown}: daemon.{key}: `{value}` is out of range (allowed: {})",
-                        range.2
-                    ));
-                    default
-                }
-                None => {
-                    errors.push(format!(
-                        "{shown}: daemon.{key}: `{value}` is not a duration (allowed: {DURATION_RULE})"
-                    ));
-                    default
-                }
-            }
+            duration_key(
+                errors,
+                shown,
+                &format!("daemon.{key}"),
+                value,
+                default,
+                range,
+            )
         };
         let allowed_lateness = duration(
             "allowed_lateness",

@@ -220,13 +220,18 @@ async fn aggregate(args: &AggregateArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("creating consumer {name}"))?;
         tracing::info!(partition = p, committed_seq = committed, "partition opened");
-        partitions.push(Partition {
+        let part = Partition {
             number: p,
             consumer,
             committed,
             edges,
             open: Open::default(),
-        });
+        };
+        if committed > 0 {
+            // A kill between a manifest and its watermark left the KV behind the commit.
+            put_watermark(&kv, &part).await?;
+        }
+        partitions.push(part);
     }
 
     let mut summary = Summary {
@@ -430,6 +435,22 @@ fn take(
     }
 }
 
+/// Publishes a partition's watermark: the minimum over the edges it has heard from.
+async fn put_watermark(kv: &jetstream::kv::Store, part: &Partition) -> Result<()> {
+    let watermark = PartitionWatermark {
+        watermark_micros: part.edges.values().copied().min().unwrap_or(i64::MIN),
+        committed_seq: part.committed,
+        edges: part.edges.clone(),
+    };
+    kv.put(
+        watermark_key(part.number),
+        serde_json::to_vec(&watermark)?.into(),
+    )
+    .await
+    .with_context(|| format!("putting the watermark of partition {}", part.number))?;
+    Ok(())
+}
+
 /// Writes the open batch's partials and manifest, acknowledges, moves the watermark.
 async fn commit(
     pipeline: &Pipeline,
@@ -479,17 +500,7 @@ async fn commit(
     }
     part.committed = last;
     part.edges = open.manifest.edges.clone();
-    let watermark = PartitionWatermark {
-        watermark_micros: part.edges.values().copied().min().unwrap_or(i64::MIN),
-        committed_seq: last,
-        edges: part.edges.clone(),
-    };
-    kv.put(
-        watermark_key(part.number),
-        serde_json::to_vec(&watermark)?.into(),
-    )
-    .await
-    .with_context(|| format!("putting the watermark of partition {}", part.number))?;
+    put_watermark(kv, part).await?;
     summary.batches += 1;
     tracing::debug!(
         partition = part.number,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::daemon::settings::parse_duration;
+use crate::daemon::settings::duration_key;
 
 /// `[scaleout]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -72,9 +72,6 @@ impl Default for ScaleoutSettings {
     }
 }
 
-const DURATION_RULE: &str =
-    "a whole number followed by ms, s, m, h or d, such as \"250ms\" or \"5m\"";
-
 fn valid_site(site: &str) -> bool {
     !site.is_empty()
         && site.len() <= 64
@@ -97,25 +94,15 @@ impl ScaleoutSettings {
             return defaults;
         };
         let mut duration = |key: &str, value: Option<&String>, default: Duration, max: Duration| {
-            let Some(value) = value else {
-                return default;
-            };
-            match parse_duration(value) {
-                Some(d) if d <= max => d,
-                Some(_) => {
-                    errors.push(format!(
-                        "{shown}: scaleout.{key}: `{value}` is out of range (allowed: 0s to {}h)",
-                        max.as_secs() / 3600
-                    ));
-                    default
-                }
-                None => {
-                    errors.push(format!(
-                        "{shown}: scaleout.{key}: `{value}` is not a duration (allowed: {DURATION_RULE})"
-                    ));
-                    default
-                }
-            }
+            let rule = format!("0s to {}d", max.as_secs() / 86_400);
+            duration_key(
+                errors,
+                shown,
+                &format!("scaleout.{key}"),
+                value,
+                default,
+                (Duration::ZERO, max, &rule),
+            )
         };
         let lateness = duration(
             "lateness",
@@ -139,7 +126,7 @@ impl ScaleoutSettings {
             "commit_interval",
             section.commit_interval.as_ref(),
             defaults.commit_interval,
-            Duration::from_hours(1),
+            Duration::from_hours(24),
         );
         let site = section.site.unwrap_or_default();
         if !valid_site(&site) {
