@@ -272,6 +272,8 @@ pub enum LineOutcome<'c> {
 /// per-chunk [`EventCache`] per key epoch hashes each repeated cookie or address once and
 /// sanitises each repeated target, Referer and user agent once. Only the `Event` leaves:
 /// it holds no raw identifier.
+// Inlined into each caller so `on_line` is too: this is the per-line hot path of `run`.
+#[inline(always)]
 pub fn for_each_line<'c>(
     ctx: &RunContext<'_>,
     chunk: &'c Chunk,
