@@ -59,6 +59,26 @@ pub struct KeyEpoch {
     pub accounts: Option<AccountStore>,
 }
 
+impl KeyEpoch {
+    /// What a report sees of an event's visitor: the account join for the report's purpose
+    /// (when it joins), and the audience pseudonym (for pseudonymous exports only).
+    pub fn join(
+        &self,
+        spec: &logveil_report::ReportSpec,
+        event: &logveil_privacy::Event,
+    ) -> (JoinOutcome<'_>, Option<logveil_privacy::Pseudonym>) {
+        let join = match (&self.accounts, spec.needs_join()) {
+            (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
+            _ => JoinOutcome::NoAccount,
+        };
+        let visitor_id = spec.visitor_id.then(|| {
+            self.pseudonymizer
+                .for_audience(&event.visitor, &spec.audience)
+        });
+        (join, visitor_id)
+    }
+}
+
 impl<'a> RunContext<'a> {
     /// Loads the key ring and, when a report joins accounts, the account table once per
     /// key (a join only works within one key).
@@ -383,15 +403,7 @@ pub fn process_chunk_into_with(
                 skipped_here = true;
                 continue;
             }
-            let join = match (&epoch.accounts, spec.needs_join()) {
-                (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
-                _ => JoinOutcome::NoAccount,
-            };
-            let visitor_id = spec.visitor_id.then(|| {
-                epoch
-                    .pseudonymizer
-                    .for_audience(&event.visitor, &spec.audience)
-            });
+            let (join, visitor_id) = epoch.join(spec, &event);
             state.observe(spec, &pipeline.calendar, &event, join, visitor_id);
         }
         skipped += u64::from(skipped_here);
@@ -461,15 +473,7 @@ pub fn observe_events(
         };
         let epoch = &ctx.epochs[index];
         for (i, spec) in pipeline.reports.iter().enumerate() {
-            let join = match (&epoch.accounts, spec.needs_join()) {
-                (Some(accounts), true) => accounts.join(&event.visitor, &spec.purpose),
-                _ => JoinOutcome::NoAccount,
-            };
-            let visitor_id = spec.visitor_id.then(|| {
-                epoch
-                    .pseudonymizer
-                    .for_audience(&event.visitor, &spec.audience)
-            });
+            let (join, visitor_id) = epoch.join(spec, event);
             observe(i, event, join, visitor_id);
         }
     }

@@ -103,6 +103,24 @@ pub struct StateLock {
     _file: File,
 }
 
+/// The state directory of a long-running command (`--state`, else `[daemon] state_dir`),
+/// created 0700 and locked against a second process. `who` names the command in errors.
+pub fn open_state_dir(
+    arg: Option<&PathBuf>,
+    pipeline: &crate::config::Pipeline,
+    who: &str,
+) -> Result<(PathBuf, StateLock)> {
+    let Some(dir) = arg.cloned().or_else(|| pipeline.daemon.state_dir.clone()) else {
+        bail!(
+            "{}: the {who} needs a state directory: set [daemon] state_dir or pass --state DIR",
+            pipeline.path.display()
+        );
+    };
+    create_dir(&dir)?;
+    let lock = StateLock::acquire(&dir)?;
+    Ok((dir, lock))
+}
+
 impl StateLock {
     pub fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join("lock");

@@ -41,7 +41,7 @@ use tokio::sync::Notify;
 use crate::config::{Overrides, Pipeline};
 use crate::engine::{RunContext, process_chunk_with};
 use crate::publish;
-use checkpoint::{Checkpoint, LineTotals, ReportCheckpoint, StateLock, fingerprint};
+use checkpoint::{Checkpoint, LineTotals, ReportCheckpoint, fingerprint};
 use metrics::Metrics;
 
 /// Bytes read per turn of the loop, over all files.
@@ -161,18 +161,7 @@ async fn daemon(args: &DaemonArgs) -> Result<ExitCode> {
             args.pipeline.display()
         );
     }
-    let Some(state_dir) = args
-        .state
-        .clone()
-        .or_else(|| pipeline.daemon.state_dir.clone())
-    else {
-        bail!(
-            "{}: the daemon needs a state directory: set [daemon] state_dir or pass --state DIR",
-            args.pipeline.display()
-        );
-    };
-    checkpoint::create_dir(&state_dir)?;
-    let _lock = StateLock::acquire(&state_dir)?;
+    let (state_dir, _lock) = checkpoint::open_state_dir(args.state.as_ref(), &pipeline, "daemon")?;
 
     let metrics = Arc::new(Metrics::new());
     let metrics_addr = match &args.metrics_addr {

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Overrides, Pipeline};
-use crate::daemon::checkpoint::{self, LineTotals, StateLock};
+use crate::daemon::checkpoint::{self, LineTotals};
 use crate::engine::{LineCounts, RunContext, events_of_chunk};
 
 const CHECKPOINT_FILE: &str = "edge-checkpoint.json";
@@ -191,18 +191,7 @@ async fn edge(args: &EdgeArgs) -> Result<ExitCode> {
     if args.retire {
         return retire(&pipeline, args, host).await;
     }
-    let Some(state_dir) = args
-        .state
-        .clone()
-        .or_else(|| pipeline.daemon.state_dir.clone())
-    else {
-        bail!(
-            "{}: the edge needs a state directory: set [daemon] state_dir or pass --state DIR",
-            args.pipeline.display()
-        );
-    };
-    checkpoint::create_dir(&state_dir)?;
-    let _lock = StateLock::acquire(&state_dir)?;
+    let (state_dir, _lock) = checkpoint::open_state_dir(args.state.as_ref(), &pipeline, "edge")?;
     let (ctx, ring, _) = RunContext::load_with(&pipeline, false)?;
     let (_client, js) = crate::scaleout::connect(&args.nats, &pipeline.scaleout).await?;
     let mut edge = Edge::start(&pipeline, ctx, &ring, js, host, state_dir)?;
