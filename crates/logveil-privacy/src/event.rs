@@ -410,17 +410,7 @@ mod tests {
     use logveil_parse::{LineParser, LogFormat};
 
     fn pseudonymizer() -> Pseudonymizer {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        std::fs::write(
-            &path,
-            format!(
-                "demo = true\n[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
-                "ab".repeat(32)
-            ),
-        )
-        .unwrap();
-        Pseudonymizer::new(crate::KeyRing::load(&path).unwrap().newest())
+        crate::test_keys::pseudonymizer("t", "ab")
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod policy;
 pub mod pseudonym;
 pub mod redact;
 pub mod sanitize;
+#[cfg(test)]
+mod test_keys;
 pub mod wire;
 
 pub use classify::{BrowserFamily, DeviceClass, UaClass, classify};

@@ -392,18 +392,9 @@ fn is_local_byte(b: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::KeyRing;
 
     fn pseudonymizer() -> Pseudonymizer {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        let secret = "ab".repeat(32);
-        std::fs::write(
-            &path,
-            format!("demo = true\n[[key]]\nid = \"t\"\nnot_before = \"2000-01-01\"\nsecret = \"{secret}\"\n"),
-        )
-        .unwrap();
-        Pseudonymizer::new(KeyRing::load(&path).unwrap().newest())
+        crate::test_keys::pseudonymizer("t", "ab")
     }
 
     /// Expands `⟨x⟩` in an expected line to the token of `x`.

@@ -688,25 +688,15 @@ fn decode_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Pseudonymizer;
     use crate::client::ClientPolicy;
     use crate::sanitize::{QueryAllow, RouteTemplates, SanitizePolicy};
-    use crate::{KeyRing, Pseudonymizer};
     use logveil_parse::{LineParser, LogFormat};
     use proptest::prelude::*;
     use std::sync::LazyLock;
 
     fn pseudonymizer() -> Pseudonymizer {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        std::fs::write(
-            &path,
-            format!(
-                "demo = true\n[[key]]\nid = \"t-1\"\nnot_before = \"2000-01-01\"\nsecret = \"{}\"\n",
-                "ab".repeat(32)
-            ),
-        )
-        .unwrap();
-        Pseudonymizer::new(KeyRing::load(&path).unwrap().newest())
+        crate::test_keys::pseudonymizer("t-1", "ab")
     }
 
     /// The sample pipeline's sanitising: every utm parameter, its route templates.
