@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{batch_rows, bin, read_batches, repo, sample};
+use crate::util::{batch_rows, bin, read_batches, repo, sample_lines};
 
 const REPORTS: [&str; 4] = [
     "demographics_daily",
@@ -39,16 +39,6 @@ impl Rng {
     fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
-}
-
-/// Every line of both sample days, in time order, each with its newline.
-fn sample_lines() -> Vec<Vec<u8>> {
-    let mut lines = Vec::new();
-    for day in ["access-2026-11-01.log", "access-2026-11-02.log"] {
-        let bytes = sample(day);
-        lines.extend(bytes.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec));
-    }
-    lines
 }
 
 /// Appends held lines to `logs/access.log` and rotates it like logrotate: by rename

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::nats::NatsServer;
 use crate::util::{
     EditedPipeline, batch_rows, bin, files_under, key_value_metadata, raw_identifiers,
-    read_batches, repo, sample,
+    read_batches, repo, sample, sample_lines,
 };
 
 const REPORTS: [&str; 4] = [
@@ -34,16 +34,6 @@ const REPORTS: [&str; 4] = [
 /// The `[scaleout]` section every test adds to `pipelines/daily.toml` (whose reports are
 /// noise-free: k-anonymity and complementary suppression, no DP).
 const SCALEOUT: &str = "\n[scaleout]\nsite = \"t\"\npartitions = 8\n";
-
-/// Every line of both sample days, in time order, each with its newline.
-fn sample_lines() -> Vec<Vec<u8>> {
-    let mut lines = Vec::new();
-    for day in ["access-2026-11-01.log", "access-2026-11-02.log"] {
-        let bytes = sample(day);
-        lines.extend(bytes.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec));
-    }
-    lines
-}
 
 /// The sample traffic as two web servers behind a load balancer log it: alternate lines, so
 /// both files cover the same hours.

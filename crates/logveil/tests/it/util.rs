@@ -421,3 +421,13 @@ pub fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// Every line of both sample days, in time order, each with its newline.
+pub fn sample_lines() -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    for day in ["access-2026-11-01.log", "access-2026-11-02.log"] {
+        let bytes = sample(day);
+        lines.extend(bytes.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec));
+    }
+    lines
+}
