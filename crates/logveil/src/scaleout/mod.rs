@@ -89,17 +89,39 @@ pub async fn connect(
         .await
         .with_context(|| format!("connecting to NATS at {url}"))?;
     let js = jetstream::new(client.clone());
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: stream_name(&settings.site),
-        subjects: vec![format!("logveil.{}.*", settings.site)],
-        storage: jetstream::stream::StorageType::File,
-        max_age: settings.retention,
-        duplicate_window: settings.duplicate_window,
-        ..Default::default()
-    })
+    ensure_stream(
+        &js,
+        jetstream::stream::Config {
+            name: stream_name(&settings.site),
+            subjects: vec![format!("logveil.{}.*", settings.site)],
+            storage: jetstream::stream::StorageType::File,
+            max_age: settings.retention,
+            duplicate_window: settings.duplicate_window,
+            ..Default::default()
+        },
+    )
     .await
     .with_context(|| format!("creating or opening stream {}", stream_name(&settings.site)))?;
     Ok((client, js))
+}
+
+/// Opens a stream, creating it when missing. Processes starting together race to create
+/// it, and the loser's create fails (nats-server 2.9 answers "subjects overlap with an
+/// existing stream"): it then opens the winner's.
+async fn ensure_stream(js: &jetstream::Context, config: jetstream::stream::Config) -> Result<()> {
+    let name = config.name.clone();
+    let mut last = None;
+    for attempt in 0..5u64 {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
+        if js.get_stream(&name).await.is_ok() {
+            return Ok(());
+        }
+    }
+    Err(last.expect("an attempt failed").into())
 }
 
 /// The watermark bucket (created when missing).
@@ -113,17 +135,20 @@ pub async fn watermarks(
     }
     // The bucket's stream, made by hand as `create_key_value` would: that call first asks
     // for account information in a shape nats-server 2.9 does not answer with.
-    js.get_or_create_stream(jetstream::stream::Config {
-        name: format!("KV_{bucket}"),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        max_messages_per_subject: 1,
-        storage: jetstream::stream::StorageType::File,
-        allow_rollup: true,
-        deny_delete: true,
-        allow_direct: true,
-        discard: jetstream::stream::DiscardPolicy::New,
-        ..Default::default()
-    })
+    ensure_stream(
+        js,
+        jetstream::stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            storage: jetstream::stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: jetstream::stream::DiscardPolicy::New,
+            ..Default::default()
+        },
+    )
     .await
     .with_context(|| format!("creating KV bucket {bucket}"))?;
     js.get_key_value(&bucket)

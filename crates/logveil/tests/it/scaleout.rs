@@ -1018,3 +1018,37 @@ fn partials_stay_internal_and_the_wire_carries_no_raw_identifier() {
     ids.assert_absent(&merge.stdout, "merge's stdout");
     ids.assert_absent(&merge.stderr, "merge's stderr");
 }
+
+/// Processes starting together race to create the stream: every one must start (the loser
+/// opens the winner's stream). CI hit this once with two edges (nats-server 2.9 answered the
+/// loser's create with "subjects overlap with an existing stream"); the race is narrow and
+/// does not reproduce on demand, so this starts 16 at once to give it every chance.
+#[test]
+fn processes_starting_together_share_one_stream() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let pipeline = EditedPipeline::new("scaleout-race", |p| p + SCALEOUT);
+    let children: Vec<Child> = (0..16)
+        .map(|i| {
+            bin()
+                .current_dir(repo())
+                .arg("edge")
+                .arg(&pipeline.0)
+                .args(["--nats", &nats.url, "--retire"])
+                .args(["--host", &format!("web{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "an edge started with the others failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
