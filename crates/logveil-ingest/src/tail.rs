@@ -248,6 +248,14 @@ impl Tailer {
         self.limits = limits;
     }
 
+    /// Bytes consumed of a followed stream: the start of its next unread line.
+    pub fn offset(&self, stream: u64) -> Option<u64> {
+        self.files
+            .iter()
+            .find(|t| t.stream == stream)
+            .map(|t| t.offset)
+    }
+
     /// `(dev, ino)` of a followed stream's current file.
     pub fn file_id(&self, stream: u64) -> Option<(u64, u64)> {
         self.files
@@ -1050,6 +1058,7 @@ mod tests {
         assert_eq!(reads.len(), 1);
         assert_eq!(reads[0].chunk.data, b"one\ntwo\n");
         assert_eq!(again.file_id(reads[0].stream), Some(id));
+        assert_eq!(again.offset(reads[0].stream), Some(end));
         assert_eq!(again.head(reads[0].stream), Some(&b"zero\none\ntwo\n"[..]));
         again.set_read_limits(None);
         assert_eq!(drain(&mut again).0, ["three"]);

@@ -434,34 +434,11 @@ impl Core {
 
     /// Parses and aggregates what was read into the open states.
     fn process(&mut self, pipeline: &Pipeline, ctx: &RunContext<'_>, reads: Vec<TailRead>) {
-        let stateful = pipeline.parser.is_stateful();
-        let mut jobs: Vec<(Chunk, ParserState)> = Vec::new();
-        for read in reads {
-            if !self.parser_states.contains_key(&read.stream) {
-                let mut state = ParserState::default();
-                if stateful && read.chunk.offset > 0 {
-                    // After a restart: the directives before the offset.
-                    if let Err(e) = self
-                        .tailer
-                        .replay_prefix(read.stream, |bytes| pipeline.parser.scan(bytes, &mut state))
-                    {
-                        tracing::warn!(file = %read.path.display(), error = %e, "cannot re-read the directives before the offset");
-                    }
-                }
-                self.parser_states.insert(read.stream, state);
-            }
-            let state = self
-                .parser_states
-                .get_mut(&read.stream)
-                .expect("inserted above");
-            for piece in split(read.chunk) {
-                let start = state.clone();
-                if stateful {
-                    pipeline.parser.scan(&piece.data, state);
-                }
-                jobs.push((piece, start));
-            }
-        }
+        let jobs: Vec<(Chunk, ParserState)> =
+            parse_jobs(pipeline, &self.tailer, &mut self.parser_states, reads)
+                .into_iter()
+                .map(|(_, chunk, start)| (chunk, start))
+                .collect();
         let lateness = pipeline.daemon.allowed_lateness.as_micros() as i64;
         let watermark = self.max_event.map(|m| m - lateness);
         let floors: Vec<i32> = pipeline
@@ -693,6 +670,42 @@ fn write_windows(
         tracing::info!(report = %spec.name, file = %path.display(), window = why, "window written");
     }
     Ok(published.summary.partitions)
+}
+
+/// The parse jobs of a turn's reads: each read cut into pieces ([`split`]), each piece with
+/// the parser state it starts in and the index of its read. Parser state (W3C `#Fields:`)
+/// is kept per followed stream in `states`; a stream met first after a restart gets it
+/// rebuilt from the bytes before its offset. Shared by the daemon and `logveil edge`.
+pub(crate) fn parse_jobs(
+    pipeline: &Pipeline,
+    tailer: &Tailer,
+    states: &mut HashMap<u64, ParserState>,
+    reads: Vec<TailRead>,
+) -> Vec<(usize, Chunk, ParserState)> {
+    let stateful = pipeline.parser.is_stateful();
+    let mut jobs = Vec::new();
+    for (r, read) in reads.into_iter().enumerate() {
+        let state = states.entry(read.stream).or_insert_with(|| {
+            let mut state = ParserState::default();
+            if stateful && read.chunk.offset > 0 {
+                // After a restart: the directives before the offset.
+                if let Err(e) = tailer
+                    .replay_prefix(read.stream, |bytes| pipeline.parser.scan(bytes, &mut state))
+                {
+                    tracing::warn!(file = %read.path.display(), error = %e, "cannot re-read the directives before the offset");
+                }
+            }
+            state
+        });
+        for piece in split(read.chunk) {
+            let start = state.clone();
+            if stateful {
+                pipeline.parser.scan(&piece.data, state);
+            }
+            jobs.push((r, piece, start));
+        }
+    }
+    jobs
 }
 
 /// Cuts a chunk into pieces of about [`PIECE_BYTES`] at line ends (over-long line

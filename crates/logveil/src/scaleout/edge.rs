@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use async_nats::jetstream;
-use logveil_ingest::Chunk;
 use logveil_ingest::tail::{FileCheckpoint, TailRead, Tailer};
 use logveil_parse::ParserState;
 use logveil_privacy::wire::{self, BatchHeader};
@@ -397,12 +396,8 @@ impl<'a> Edge<'a> {
         let start = before.get(&(dev, ino)).copied().unwrap_or(0);
         let end = self
             .tailer
-            .checkpoint()
-            .iter()
-            .find(|f| (f.dev, f.ino) == (dev, ino))
-            .map_or(read.chunk.offset + read.chunk.data.len() as u64, |f| {
-                f.offset
-            });
+            .offset(read.stream)
+            .unwrap_or(read.chunk.offset + read.chunk.data.len() as u64);
         if let Some(p) = replay
             .iter()
             .find(|p| (p.dev, p.ino, p.start, p.end) == (dev, ino, start, end))
@@ -425,30 +420,8 @@ impl<'a> Edge<'a> {
     /// messages per partition.
     fn messages(&mut self, reads: Vec<TailRead>, pending: &[Pending]) -> Vec<Message> {
         let pipeline = self.pipeline;
-        let stateful = pipeline.parser.is_stateful();
-        let mut jobs: Vec<(usize, Chunk, ParserState)> = Vec::new();
-        for (r, read) in reads.into_iter().enumerate() {
-            if !self.parser_states.contains_key(&read.stream) {
-                let mut state = ParserState::default();
-                if stateful && read.chunk.offset > 0 {
-                    let _ = self.tailer.replay_prefix(read.stream, |bytes| {
-                        pipeline.parser.scan(bytes, &mut state);
-                    });
-                }
-                self.parser_states.insert(read.stream, state);
-            }
-            let state = self
-                .parser_states
-                .get_mut(&read.stream)
-                .expect("inserted above");
-            for piece in crate::daemon::split(read.chunk) {
-                let start = state.clone();
-                if stateful {
-                    pipeline.parser.scan(&piece.data, state);
-                }
-                jobs.push((r, piece, start));
-            }
-        }
+        let jobs =
+            crate::daemon::parse_jobs(pipeline, &self.tailer, &mut self.parser_states, reads);
         let ctx = &self.ctx;
         let results: Vec<(usize, LineCounts, Vec<Event>)> = jobs
             .par_iter()
@@ -526,7 +499,7 @@ impl<'a> Edge<'a> {
                     messages.push(Message {
                         subject: crate::scaleout::subject(&pipeline.scaleout.site, partition),
                         id: format!("{}/p{partition}.{i}", p.id),
-                        payload: wire::encode(&header, piece),
+                        payload: wire::encode(&header, piece).into(),
                     });
                 }
             }
@@ -597,7 +570,7 @@ impl<'a> Edge<'a> {
                 .send_publish(
                     m.subject.clone(),
                     jetstream::message::PublishMessage::build()
-                        .payload(bytes::Bytes::from(m.payload.clone()))
+                        .payload(m.payload.clone())
                         .message_id(&m.id),
                 )
                 .await
@@ -657,7 +630,7 @@ fn watermark_messages(
             Message {
                 subject: crate::scaleout::subject(&s.site, partition),
                 id: format!("{host}/{what}/p{partition}"),
-                payload: wire::encode(&header, &[]),
+                payload: wire::encode(&header, &[]).into(),
             }
         })
         .collect()
@@ -667,7 +640,8 @@ fn watermark_messages(
 struct Message {
     subject: String,
     id: String,
-    payload: Vec<u8>,
+    /// Shared: a retry re-sends it without copying.
+    payload: bytes::Bytes,
 }
 
 /// `--retire`: tells every partition that this host will publish nothing more, so its last
@@ -687,7 +661,7 @@ async fn retire(pipeline: &Pipeline, args: &EdgeArgs, host: String) -> Result<Ex
         js.send_publish(
             m.subject.clone(),
             jetstream::message::PublishMessage::build()
-                .payload(bytes::Bytes::from(m.payload))
+                .payload(m.payload)
                 .message_id(&m.id),
         )
         .await
