@@ -327,25 +327,7 @@ fn batch(inputs: &[String], out: &Path) -> serde_json::Value {
 }
 
 fn batch_with(pipeline: &Path, inputs: &[String], out: &Path) -> serde_json::Value {
-    let summary = out.with_extension("summary.json");
-    let mut cmd = bin();
-    cmd.current_dir(repo())
-        .arg("run")
-        .arg(pipeline)
-        .arg("--out")
-        .arg(out)
-        .arg("--summary")
-        .arg(&summary);
-    for input in inputs {
-        cmd.args(["--input", input]);
-    }
-    let output = cmd.output().unwrap();
-    assert!(
-        output.status.success(),
-        "logveil run: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap()
+    crate::util::batch_run(pipeline, inputs, out)
 }
 
 /// The published Parquet files of a report (hidden temporary files of a killed write are

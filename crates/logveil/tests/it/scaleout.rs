@@ -340,25 +340,7 @@ impl Scaleout {
 
     /// `logveil run` over `inputs` into `out` (same pipeline); returns its summary.
     fn batch(&self, inputs: &[&Path], out: &Path) -> serde_json::Value {
-        let summary = out.with_extension("summary.json");
-        let mut cmd = bin();
-        cmd.current_dir(repo())
-            .arg("run")
-            .arg(&self.pipeline.0)
-            .arg("--out")
-            .arg(out)
-            .arg("--summary")
-            .arg(&summary);
-        for input in inputs {
-            cmd.arg("--input").arg(input);
-        }
-        let output = cmd.output().unwrap();
-        assert!(
-            output.status.success(),
-            "logveil run: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap()
+        crate::util::batch_run(&self.pipeline.0, inputs, out)
     }
 }
 

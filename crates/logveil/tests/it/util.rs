@@ -431,3 +431,30 @@ pub fn sample_lines() -> Vec<Vec<u8>> {
     }
     lines
 }
+
+/// `logveil run PIPELINE --input …` into `out`, which must succeed; returns its JSON summary.
+pub fn batch_run(
+    pipeline: &Path,
+    inputs: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    out: &Path,
+) -> serde_json::Value {
+    let summary = out.with_extension("summary.json");
+    let mut cmd = bin();
+    cmd.current_dir(repo())
+        .arg("run")
+        .arg(pipeline)
+        .arg("--out")
+        .arg(out)
+        .arg("--summary")
+        .arg(&summary);
+    for input in inputs {
+        cmd.arg("--input").arg(input);
+    }
+    let output = cmd.output().unwrap();
+    assert!(
+        output.status.success(),
+        "logveil run: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap()
+}
