@@ -90,6 +90,8 @@ pub fn spec(name: &str, dimensions: &[Dimension], metrics: &[Metric]) -> ReportS
         complementary_suppression: false,
         dp: None,
         legal_class: LegalClass::InternalPseudonymous,
+        external: false,
+        perturbation: None,
     }
 }
 

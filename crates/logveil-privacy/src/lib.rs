@@ -33,6 +33,8 @@ pub mod wire;
 pub use classify::{BrowserFamily, DeviceClass, UaClass, classify};
 pub use event::{Event, Method};
 pub use keys::{KeyError, KeyId, KeyRing, RootKey};
-pub use policy::{Audience, AudienceDp, ConsentColumn, Dimension, Policy, PolicyError, Purpose};
+pub use policy::{
+    Audience, AudienceCellKey, AudienceDp, ConsentColumn, Dimension, Policy, PolicyError, Purpose,
+};
 pub use pseudonym::{Pseudonym, Pseudonymizer};
 pub use sanitize::{Page, ReferrerDomain};

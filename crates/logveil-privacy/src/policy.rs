@@ -263,6 +263,39 @@ pub struct Audience {
     /// Differential privacy for every report of this audience.
     #[serde(default)]
     pub dp: Option<AudienceDp>,
+    /// Cell-key perturbation for every report of this audience: the default for external
+    /// audiences without DP (an absent table means the defaults).
+    #[serde(default)]
+    pub cell_key: Option<AudienceCellKey>,
+}
+
+/// `[audience.NAME.cell_key]` (an internal audience that declares it is perturbed too; an
+/// external audience without DP always is): the perturbation table, generated from `max_noise` and
+/// `variance` or read from a `ptable` file (CSV `count,noise,probability`, relative to
+/// the policy file), and the relative noise on views and bytes. Validated by the pipeline
+/// loader.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudienceCellKey {
+    /// Largest noise added to a count.
+    #[serde(default)]
+    pub max_noise: Option<u32>,
+    /// Variance of the noise on large counts.
+    #[serde(default, deserialize_with = "optional_number_text")]
+    pub variance: Option<String>,
+    /// A perturbation table file instead of `max_noise` and `variance`.
+    #[serde(default)]
+    pub ptable: Option<PathBuf>,
+    /// Relative noise on views and bytes (`0.05` = up to 5 % of the cell, at least one
+    /// person's views).
+    #[serde(default, deserialize_with = "optional_number_text")]
+    pub magnitude: Option<String>,
+}
+
+fn optional_number_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    number_text(d).map(Some)
 }
 
 /// `[audience.NAME.dp]`: differential privacy parameters, as exact decimals or fractions

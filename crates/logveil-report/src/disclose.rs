@@ -30,6 +30,7 @@ use logveil_privacy::classify::{BrowserFamily, DeviceClass};
 use logveil_privacy::generalize::{AGE_BANDS, UNKNOWN};
 
 use crate::aggregate::{CellKey, CellState};
+use crate::cellkey::{CellKeyMethod, RecordKeys};
 use crate::dp::{
     DiscreteLaplace, DpError, NoiseRng, Rational, bound_contributions, release_threshold, seed_for,
 };
@@ -112,6 +113,8 @@ pub enum DiscloseError {
     Dp(#[from] DpError),
     #[error("report `{report}`: differential privacy needs a noise seed")]
     NoSeed { report: String },
+    #[error("report `{report}`: cell-key perturbation needs the audience's record keys")]
+    NoRecordKeys { report: String },
 }
 
 /// Applies the k-threshold alone to one partition's cells (kept in their sorted order).
@@ -122,7 +125,7 @@ pub fn apply_k_threshold(cells: Vec<(CellKey, CellState)>, k_min: u32) -> Disclo
             out.suppressed += 1;
             continue;
         }
-        out.rows.push(row(key, None, &cell));
+        out.rows.push(row(key, None, &cell, None));
     }
     out
 }
@@ -140,29 +143,77 @@ pub fn disclose(
     partition_day: i32,
     partition_buckets: &[i64],
 ) -> Result<Disclosed, DiscloseError> {
+    let noise = noise_seed.map_or(Noise::None, Noise::Dp);
+    disclose_with(spec, cells, &noise, partition_day, partition_buckets)
+}
+
+/// The secret material a release's noise comes from.
+#[derive(Debug)]
+pub enum Noise<'a> {
+    /// No noise (internal audiences, k-threshold and suppression only).
+    None,
+    /// The seed of a differentially private release.
+    Dp(&'a [u8; 32]),
+    /// The record keys of the audience, for cell-key perturbation.
+    CellKey(&'a RecordKeys),
+}
+
+/// [`disclose`] with the noise of any regime: the report's own regime decides which
+/// [`Noise`] it needs (a missing one is an error, never a silent exact release).
+pub fn disclose_with(
+    spec: &ReportSpec,
+    cells: Vec<(CellKey, CellState)>,
+    noise: &Noise<'_>,
+    partition_day: i32,
+    partition_buckets: &[i64],
+) -> Result<Disclosed, DiscloseError> {
     if spec.visitor_id {
         // A pseudonymous export is one row per visitor by design: no threshold applies
         // (the policy allows it only for audiences with `pseudonymous = true`).
         return Ok(apply_k_threshold(cells, 1));
     }
-    match &spec.dp {
-        Some(dp) => {
-            let seed = noise_seed.ok_or_else(|| DiscloseError::NoSeed {
-                report: spec.name.clone(),
-            })?;
+    match (&spec.dp, &spec.perturbation) {
+        (Some(dp), _) => {
+            let Noise::Dp(seed) = noise else {
+                return Err(DiscloseError::NoSeed {
+                    report: spec.name.clone(),
+                });
+            };
             disclose_dp(spec, dp, cells, seed, partition_day, partition_buckets)
         }
-        None => disclose_exact(spec, cells),
+        (None, Some(method)) => {
+            let Noise::CellKey(keys) = noise else {
+                return Err(DiscloseError::NoRecordKeys {
+                    report: spec.name.clone(),
+                });
+            };
+            disclose_exact(spec, cells, Some((method, keys)))
+        }
+        (None, None) => disclose_exact(spec, cells, None),
     }
 }
 
-fn row(key: CellKey, total: Option<Total>, cell: &CellState) -> PublishedRow {
+/// A published row from a cell's true state: exact, or perturbed by the cell-key method
+/// (the cell's own contributor set decides its noise, totals included).
+fn row(
+    key: CellKey,
+    total: Option<Total>,
+    cell: &CellState,
+    perturb: Option<(&CellKeyMethod, &RecordKeys)>,
+) -> PublishedRow {
+    let (visitors, views, bytes) = match perturb {
+        Some((method, keys)) => {
+            let p = method.perturb(keys, cell);
+            (p.visitors, p.views, p.bytes)
+        }
+        None => (cell.visitors.len() as u64, cell.views, cell.bytes),
+    };
     PublishedRow {
         key,
         total,
-        views: cell.views,
-        visitors: cell.visitors.len() as u64,
-        bytes: cell.bytes,
+        views,
+        visitors,
+        bytes,
         accounts: cell.accounts.len() as u64,
     }
 }
@@ -201,6 +252,7 @@ fn total_key(like: &CellKey, kept: usize) -> CellKey {
 fn disclose_exact(
     spec: &ReportSpec,
     cells: Vec<(CellKey, CellState)>,
+    perturb: Option<(&CellKeyMethod, &RecordKeys)>,
 ) -> Result<Disclosed, DiscloseError> {
     let k = spec.k_min as usize;
     let dims = spec.dimensions.len();
@@ -316,13 +368,17 @@ fn disclose_exact(
 
         for ((key, cell), hidden) in cells.iter().zip(&suppressed) {
             if !hidden {
-                out.rows.push(row(key.clone(), None, cell));
+                out.rows.push(row(key.clone(), None, cell, perturb));
             }
         }
         if spec.totals && dims >= 1 {
             if !grand_suppressed {
-                out.rows
-                    .push(row(total_key(&first, 0), Some(Total::Bucket), &grand));
+                out.rows.push(row(
+                    total_key(&first, 0),
+                    Some(Total::Bucket),
+                    &grand,
+                    perturb,
+                ));
             }
             if dims >= 2 {
                 for (value, cell) in &rows {
@@ -331,7 +387,8 @@ fn disclose_exact(
                         let mut dims: Vec<Arc<str>> = key.dims.to_vec();
                         dims[0] = Arc::clone(value);
                         key.dims = dims.into_boxed_slice();
-                        out.rows.push(row(key, Some(Total::FirstDimension), cell));
+                        out.rows
+                            .push(row(key, Some(Total::FirstDimension), cell, perturb));
                     }
                 }
             }

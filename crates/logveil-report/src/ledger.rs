@@ -1,50 +1,152 @@
 //! The privacy budget ledger (issue #6): how much ε and δ each audience has been given in
-//! each period, and the refusal of any release that would exceed its budget.
+//! each period, the refusal of any release that would exceed its budget, and a
+//! tamper-evident record of every release made to an audience.
 //!
 //! Differential privacy composes: publishing k releases with (εᵢ, δᵢ) costs (Σεᵢ, Σδᵢ) in
 //! total (basic composition; Dwork and Roth 2014, "The Algorithmic Foundations of
 //! Differential Privacy", Theorem 3.16). A budget therefore only means something if every
-//! release is written down. The ledger is one JSON file (path chosen by the caller) with
-//! every [`Spend`]: audience, period (the caller's unit, e.g. `2026-11`), report,
-//! partition, input digest, ε and δ as exact rationals (`"0.5"`, `"1/3"`).
+//! release is written down, and if nothing routine can make the ledger forget.
 //!
-//! [`Ledger::check_and_spend`] takes a batch of spends, and either records all of them or
-//! none: it refuses, naming audience, period, spent, requested and budget, when any
-//! (audience, period) would go over its [`Budget`]. Sums are exact rational arithmetic.
+//! # Where: per audience, in the state directory
 //!
-//! **Identical re-releases are free.** A spend equal in every field to one already
-//! recorded is the same release again: the noise seed is derived from report, partition
-//! and input digest ([`crate::dp::seed_for`]), so a re-run reproduces the same noisy
-//! numbers bit for bit and reveals nothing new. That holds only for the *same* parameters
-//! too, so ε and δ are part of the identity: re-running with a different ε draws
-//! different noise from the same stream and is charged. A different input digest is a
-//! different release and is charged again. The digest must cover everything the numbers
-//! depend on (input data and report definition).
+//! The budget belongs to the audience, not to a run: whoever receives two releases can
+//! combine them, whichever output directory, key file or configuration produced them. So the
+//! ledger lives in the state directory, one file per audience:
 //!
-//! Concurrency and crashes: an exclusive lock on `<ledger>.lock` (kept, never deleted:
-//! deleting lock files races) serialises writers; under it the ledger is re-read, checked,
-//! written to a temporary file in the same directory, fsynced and renamed over the
-//! original, and the directory fsynced. A crash leaves either the old or the new ledger,
-//! never a torn one. A ledger that does not parse is an error naming the file, never
-//! silently replaced (that would reset every budget).
+//! ```text
+//! STATE_DIR/ledger/            mode 0700 (created so; a wider existing mode is refused)
+//!   <audience>.jsonl           the audience's records, mode 0600 (ditto)
+//!   <audience>.lock            exclusive lock of writers (kept, never deleted)
+//! ```
+//!
+//! Audience names are `[a-z0-9_]{1,64}`; anything else (`../x`, `Public`) is refused before
+//! a path is built. A new `--out` directory or a new key file starts no new ledger.
+//!
+//! # File format
+//!
+//! One JSON object per line (`\n`-terminated, UTF-8), keys always in this order:
+//!
+//! ```json
+//! {"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-…","key_id":"demo-2026","mechanism":"dp","epsilon":"1","delta":"0.0000002","prev":"…64 hex…","hash":"…64 hex…"}
+//! ```
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `seq` | 1 for the first record, then +1 per record |
+//! | `time` | when the record was written, UTC, whole seconds |
+//! | `kind` | `spend`: a DP release, charged; `release`: a release without DP (cell-key perturbation), ε = δ = 0, recorded so re-releases of a partition can be checked; `migrated`: a spend imported from a legacy (v1) ledger, charged |
+//! | `audience` | the audience; always the file's name |
+//! | `period` | the budget period, as the caller names it (`2026-11`) |
+//! | `report`, `partition` | what was released (`pages_daily_dp`, `2026-11-01`) |
+//! | `release_id` | digest of everything the release depends on; for `migrated`, the legacy `input_digest` |
+//! | `key_id` | the key the release was made with; empty for `migrated` |
+//! | `mechanism` | `dp` (kind `spend`), `cell_key` (kind `release`), `legacy` (kind `migrated`) |
+//! | `epsilon`, `delta` | exact rationals as strings: `"0.5"`, `"1/3"`, `"0.0000002"` |
+//! | `legacy_blake3` | `migrated` only: BLAKE3 (hex) of the legacy ledger file it came from |
+//! | `prev` | BLAKE3 (hex) of the previous line's bytes without its `\n`; 64 zeros in the first record |
+//! | `hash` | BLAKE3 (hex) of this line without its `"hash"` member (see below) |
+//!
+//! **Canonical form** (as in the re-identification audit log): a record is written exactly
+//! as `serde_json` serialises it compactly: no whitespace, keys in the order above
+//! (`legacy_blake3` only when present), rationals in the form above. `hash` is BLAKE3 over
+//! the line with its trailing `,"hash":"…"` removed (`line.rsplit_once(",\"hash\":")` + `}`).
+//! [`verify`] re-serialises each parsed record and refuses a line that is not byte-identical
+//! to its canonical form (a space, an escape, `1e-7` for `0.0000001`), a broken hash or
+//! `prev` link, a `seq` gap, a `kind` that does not match its `mechanism`, a record of
+//! another audience, and a last line without `\n` (torn write or cut file).
+//!
+//! **What the chain proves, and what not.** An edit of any byte breaks that record's `hash`;
+//! deleting, inserting or reordering records breaks the next record's `prev` (or `seq`).
+//! Whoever can write the file can still rewrite it from the edit to the end with fresh
+//! hashes, or drop records from its end (which *lowers* what the audience seems to have
+//! received). Keep the head hash that [`verify`] returns somewhere else (a ticket, another
+//! machine) and pass it back as the anchor (`--anchor`) to prove the file still contains
+//! that record unchanged.
+//!
+//! # Spending
+//!
+//! [`Ledger::check_and_spend_with`] takes a batch of [`Spend`]s, possibly for several
+//! audiences, and records all of them or none: it locks the audiences' lock files in sorted
+//! order (no deadlock between batches), reads and verifies each audience's whole chain,
+//! checks every (audience, period) against its [`Budget`] in exact rational arithmetic, and
+//! only then appends to each file (`O_APPEND`, one write per line, fsync). A refusal names
+//! audience, period, spent, requested and budget and writes nothing. Files of different
+//! audiences cannot be written atomically together: a crash between two of them leaves the
+//! earlier audiences charged and the later not — too much charged, never too little, and a
+//! re-run of the same batch is free where it was recorded and charged where it was not.
+//!
+//! **Identical re-releases are free.** A spend equal to a recorded one in audience, report,
+//! partition, release id, key id, mechanism, ε and δ is the same release again: the noise
+//! seed is derived from the key and release ([`crate::dp::seed_for`]), so a re-run
+//! reproduces the same noisy numbers bit for bit and reveals nothing new. That holds only
+//! for the *same* parameters, so ε and δ are part of the identity: re-running with a
+//! different ε draws different noise and is charged. A different release id (other input
+//! data or report definition) is a different release and is charged again; the release id
+//! must cover everything the numbers depend on.
+//!
+//! # Legacy ledgers
+//!
+//! [`Ledger::migrate_legacy`] imports a v1 ledger (one JSON file
+//! `{"version":1,"spends":[…]}`, kept in an output directory) as `migrated` records, which
+//! count toward the budget like spends, then renames the file to `<name>.migrated`.
+//! Importing is idempotent per spend: a legacy spend identical to a `migrated` record
+//! already in the audience's file is not imported again (also after a crash half-way), and
+//! each record names the legacy file by its BLAKE3 (`legacy_blake3`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::dp::Rational;
 
-/// The file format version this code reads and writes.
-const VERSION: u32 = 1;
+/// `prev` of the first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// One release charged to an audience's budget.
+/// The longest audience name accepted.
+pub const MAX_AUDIENCE_LEN: usize = 64;
+
+/// How a release was protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mechanism {
+    /// Differential privacy: charged to the budget (kind `spend`).
+    Dp,
+    /// Cell-key perturbation, no DP: ε = δ = 0, recorded (kind `release`).
+    CellKey,
+    /// Imported from a legacy ledger (kind `migrated`); only [`Ledger::migrate_legacy`]
+    /// writes it.
+    Legacy,
+}
+
+impl Mechanism {
+    /// The record kind this mechanism is written as.
+    pub const fn kind(self) -> Kind {
+        match self {
+            Self::Dp => Kind::Spend,
+            Self::CellKey => Kind::Release,
+            Self::Legacy => Kind::Migrated,
+        }
+    }
+}
+
+/// What a record is (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Spend,
+    Release,
+    Migrated,
+}
+
+/// One release to an audience.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Spend {
+    /// `[a-z0-9_]{1,64}`.
     pub audience: String,
     /// The budget period, as the caller names it (`2026-11`).
     pub period: String,
@@ -52,7 +154,10 @@ pub struct Spend {
     /// The partition released (`2026-11-29`).
     pub partition: String,
     /// Digest of everything the release depends on.
-    pub input_digest: String,
+    pub release_id: String,
+    /// The key the release was made with (required for `Dp` and `CellKey`).
+    pub key_id: String,
+    pub mechanism: Mechanism,
     pub epsilon: Rational,
     pub delta: Rational,
 }
@@ -64,20 +169,234 @@ pub struct Budget {
     pub delta_per_period: Rational,
 }
 
-/// Why the ledger refused or failed.
+/// One line of an audience's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub seq: u64,
+    pub time: String,
+    pub kind: Kind,
+    pub audience: String,
+    pub period: String,
+    pub report: String,
+    pub partition: String,
+    pub release_id: String,
+    pub key_id: String,
+    pub mechanism: Mechanism,
+    pub epsilon: Rational,
+    pub delta: Rational,
+    /// `migrated` only: BLAKE3 (hex) of the legacy ledger file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_blake3: Option<String>,
+    pub prev: String,
+    pub hash: String,
+}
+
+impl Record {
+    /// The release this record describes.
+    pub fn spend(&self) -> Spend {
+        Spend {
+            audience: self.audience.clone(),
+            period: self.period.clone(),
+            report: self.report.clone(),
+            partition: self.partition.clone(),
+            release_id: self.release_id.clone(),
+            key_id: self.key_id.clone(),
+            mechanism: self.mechanism,
+            epsilon: self.epsilon,
+            delta: self.delta,
+        }
+    }
+
+    fn body(&self) -> Body<'_> {
+        Body {
+            seq: self.seq,
+            time: &self.time,
+            kind: self.kind,
+            audience: &self.audience,
+            period: &self.period,
+            report: &self.report,
+            partition: &self.partition,
+            release_id: &self.release_id,
+            key_id: &self.key_id,
+            mechanism: self.mechanism,
+            epsilon: self.epsilon,
+            delta: self.delta,
+            legacy_blake3: self.legacy_blake3.as_deref(),
+            prev: &self.prev,
+        }
+    }
+
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            audience: &self.audience,
+            report: &self.report,
+            partition: &self.partition,
+            release_id: &self.release_id,
+            key_id: &self.key_id,
+            mechanism: self.mechanism,
+            epsilon: self.epsilon,
+            delta: self.delta,
+        }
+    }
+}
+
+impl Spend {
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            audience: &self.audience,
+            report: &self.report,
+            partition: &self.partition,
+            release_id: &self.release_id,
+            key_id: &self.key_id,
+            mechanism: self.mechanism,
+            epsilon: self.epsilon,
+            delta: self.delta,
+        }
+    }
+}
+
+/// What makes two releases the same release (the period is not part of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Identity<'a> {
+    audience: &'a str,
+    report: &'a str,
+    partition: &'a str,
+    release_id: &'a str,
+    key_id: &'a str,
+    mechanism: Mechanism,
+    epsilon: Rational,
+    delta: Rational,
+}
+
+/// Every member but `hash`, in canonical order: what `hash` covers.
+#[derive(Serialize)]
+struct Body<'a> {
+    seq: u64,
+    time: &'a str,
+    kind: Kind,
+    audience: &'a str,
+    period: &'a str,
+    report: &'a str,
+    partition: &'a str,
+    release_id: &'a str,
+    key_id: &'a str,
+    mechanism: Mechanism,
+    epsilon: Rational,
+    delta: Rational,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    legacy_blake3: Option<&'a str>,
+    prev: &'a str,
+}
+
+/// The canonical serialisation of `body` and its BLAKE3 hash (hex).
+fn canonical(body: &Body<'_>) -> (String, String) {
+    let json = serde_json::to_string(body).expect("a ledger record always serialises");
+    let hash = blake3::hash(json.as_bytes()).to_hex().to_string();
+    (json, hash)
+}
+
+/// The full line (without `\n`) for a body serialisation and its hash.
+fn line_with_hash(body_json: &str, hash: &str) -> String {
+    let open = body_json
+        .strip_suffix('}')
+        .expect("a JSON object ends in `}`");
+    format!("{open},\"hash\":\"{hash}\"}}")
+}
+
+fn line_hash(line: &[u8]) -> String {
+    blake3::hash(line).to_hex().to_string()
+}
+
+/// What is wrong with a ledger file, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// The line's `seq`, when the line is a record.
+    pub record: Option<u64>,
+    pub problem: Problem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Not JSON, or not an object with exactly a ledger record's members.
+    NotARecord(String),
+    /// The last line has no `\n`: the file was cut, or a write was interrupted.
+    Incomplete,
+    /// The `hash` member does not match the rest of the line.
+    HashMismatch,
+    /// The values hash correctly but the bytes are not their canonical serialisation.
+    NotCanonical,
+    /// `prev` is not the hash of the line before (record `previous`).
+    PrevMismatch { previous: u64 },
+    /// The first line's `prev` is not [`GENESIS`]: records before it are gone.
+    NotChainStart,
+    /// The chain links but `seq` is not the previous record's plus one.
+    SeqMismatch { expected: u64 },
+    /// The record hashes and links but its members contradict each other or the file
+    /// (kind vs mechanism, another audience, a `release` with ε > 0).
+    Inconsistent(String),
+}
+
+impl fmt::Display for Broken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.record {
+            Some(seq) => write!(f, "record {seq} (line {}): ", self.line)?,
+            None => write!(f, "line {}: ", self.line)?,
+        }
+        match &self.problem {
+            Problem::NotARecord(why) => write!(f, "not a JSON ledger record ({why})"),
+            Problem::Incomplete => f.write_str(
+                "incomplete record at the end of the ledger (no newline: the file was cut, or a write was interrupted)",
+            ),
+            Problem::HashMismatch => f.write_str("hash mismatch (edited)"),
+            Problem::NotCanonical => f.write_str("not in canonical form (edited)"),
+            Problem::PrevMismatch { previous } => write!(
+                f,
+                "prev does not match record {previous} (a record was deleted or reordered)"
+            ),
+            Problem::NotChainStart => f.write_str(
+                "prev is not the start of a chain (the records before it were deleted)",
+            ),
+            Problem::SeqMismatch { expected } => write!(
+                f,
+                "seq should be {expected} (a record was deleted, inserted or renumbered)"
+            ),
+            Problem::Inconsistent(why) => write!(f, "inconsistent record ({why})"),
+        }
+    }
+}
+
+impl std::error::Error for Broken {}
+
+/// Why the ledger refused or failed. Every I/O error names its path.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LedgerError {
-    #[error("privacy ledger {}", path.display())]
+    #[error("privacy ledger {}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
     #[error(
-        "privacy ledger {} is unreadable ({detail}); it was left as it is: restore it from a backup (never delete it: that resets every budget)",
+        "privacy ledger {}: {broken}; it was left as it is: restore it from a backup (never delete it: that resets the audience's budget)",
         path.display()
     )]
-    Corrupt { path: PathBuf, detail: String },
+    Broken { path: PathBuf, broken: Broken },
+    #[error(
+        "privacy ledger {}: readable or writable by group or others (mode {mode:04o}); run `chmod {wanted} {}`",
+        path.display(),
+        path.display()
+    )]
+    Permissions {
+        path: PathBuf,
+        mode: u32,
+        /// The mode to set: `600` for files, `700` for the directory.
+        wanted: &'static str,
+    },
     /// The spend would exceed the budget (boxed: errors stay small).
     #[error("{0}")]
     Exceeded(Box<Overspend>),
@@ -87,6 +406,16 @@ pub enum LedgerError {
     Overflow { audience: String, period: String },
     #[error("privacy ledger: invalid spend: {0}")]
     Invalid(String),
+    #[error(
+        "legacy privacy ledger {} cannot be migrated ({detail}); nothing was imported and the file was left as it is: repair it or restore it from a backup and migrate again (never delete it while it records releases: that resets those budgets)",
+        path.display()
+    )]
+    Legacy { path: PathBuf, detail: String },
+    #[error(
+        "privacy ledger {}: the anchor {anchor} is not the hash of any record (records were rewritten or removed since it was taken)",
+        path.display()
+    )]
+    AnchorNotFound { path: PathBuf, anchor: String },
 }
 
 /// A refused request: what was spent, requested and allowed in one (audience, period).
@@ -119,110 +448,464 @@ impl fmt::Display for Overspend {
     }
 }
 
-/// The file's layout.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LedgerFile {
-    version: u32,
-    spends: Vec<Spend>,
+/// A ledger file that verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub records: u64,
+    /// The last record's `hash`: what to keep elsewhere as an anchor. `None` when empty.
+    pub head_hash: Option<String>,
+    /// The `seq` of the record whose `hash` is the anchor, when one was given.
+    pub anchor_seq: Option<u64>,
 }
 
-/// A privacy budget ledger file and the spends it held when last read.
+/// Refuses audience names other than `[a-z0-9_]{1,64}` (they become file names).
+pub fn check_audience(name: &str) -> Result<(), LedgerError> {
+    if name.is_empty()
+        || name.len() > MAX_AUDIENCE_LEN
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(LedgerError::Invalid(format!(
+            "audience {name:?} is not a valid name (lower-case letters, digits and `_`, 1 to {MAX_AUDIENCE_LEN} characters)"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the members of a spend or record; the error says which member and why.
+fn check_fields(s: &Spend) -> Result<(), String> {
+    check_audience(&s.audience).map_err(|e| match e {
+        LedgerError::Invalid(why) => why,
+        other => other.to_string(),
+    })?;
+    for (name, value) in [
+        ("period", &s.period),
+        ("report", &s.report),
+        ("partition", &s.partition),
+        ("release_id", &s.release_id),
+        ("key_id", &s.key_id),
+    ] {
+        if value.chars().any(char::is_control) {
+            return Err(format!("`{name}` contains a control character"));
+        }
+        let may_be_empty = name == "key_id" && s.mechanism == Mechanism::Legacy;
+        if !may_be_empty && value.trim().is_empty() {
+            return Err(format!("`{name}` is empty"));
+        }
+    }
+    match s.mechanism {
+        Mechanism::CellKey if !s.epsilon.is_zero() || !s.delta.is_zero() => Err(format!(
+            "a cell_key release has ε = δ = 0 (got ε {} δ {})",
+            s.epsilon, s.delta
+        )),
+        Mechanism::Legacy if !s.key_id.is_empty() => {
+            Err("a legacy spend has an empty `key_id`".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Parses one line and checks it against its own hash, canonical form and consistency.
+fn check_line(line: &[u8], number: usize, audience: Option<&str>) -> Result<Record, Broken> {
+    let record: Record = serde_json::from_slice(line).map_err(|e| Broken {
+        line: number,
+        record: None,
+        problem: Problem::NotARecord(
+            if e.is_syntax() || e.is_eof() {
+                "malformed JSON"
+            } else {
+                "unexpected, missing or mistyped members"
+            }
+            .to_owned(),
+        ),
+    })?;
+    let broken = |problem| Broken {
+        line: number,
+        record: Some(record.seq),
+        problem,
+    };
+    let (body_json, hash) = canonical(&record.body());
+    if hash != record.hash {
+        return Err(broken(Problem::HashMismatch));
+    }
+    if line_with_hash(&body_json, &hash).as_bytes() != line {
+        return Err(broken(Problem::NotCanonical));
+    }
+    let inconsistent = |why: String| broken(Problem::Inconsistent(why));
+    if record.kind != record.mechanism.kind() {
+        return Err(inconsistent(format!(
+            "kind {:?} with mechanism {:?}",
+            record.kind, record.mechanism
+        )));
+    }
+    if let Some(audience) = audience
+        && record.audience != audience
+    {
+        return Err(inconsistent(format!(
+            "audience `{}` in the ledger of `{audience}`",
+            record.audience
+        )));
+    }
+    match (&record.legacy_blake3, record.kind) {
+        (Some(digest), Kind::Migrated) if is_hex64(digest) => {}
+        (None, Kind::Spend | Kind::Release) => {}
+        _ => {
+            return Err(inconsistent(
+                "`legacy_blake3` must be 64 hex digits in `migrated` records and absent elsewhere"
+                    .to_owned(),
+            ));
+        }
+    }
+    check_fields(&record.spend()).map_err(inconsistent)?;
+    Ok(record)
+}
+
+/// A verified chain: its records and the `prev` of the record that would follow.
+#[derive(Debug, Default)]
+struct Chain {
+    records: Vec<Record>,
+    next_prev: String,
+    bytes: u64,
+}
+
+impl Chain {
+    fn next_seq(&self) -> u64 {
+        self.records.last().map_or(1, |r| r.seq + 1)
+    }
+}
+
+/// Verifies the contents of a ledger file: every record's hash, canonical form,
+/// consistency, `prev` link and `seq`. The first problem is returned.
+fn parse_chain(data: &[u8], audience: Option<&str>) -> Result<Chain, Broken> {
+    let mut chain = Chain {
+        records: Vec::new(),
+        next_prev: GENESIS.to_owned(),
+        bytes: data.len() as u64,
+    };
+    if data.is_empty() {
+        return Ok(chain);
+    }
+    let complete = data.ends_with(b"\n");
+    let body = if complete {
+        &data[..data.len() - 1]
+    } else {
+        data
+    };
+    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
+    let mut prev_seq: Option<u64> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let number = i + 1;
+        if !complete && number == lines.len() {
+            return Err(Broken {
+                line: number,
+                record: None,
+                problem: Problem::Incomplete,
+            });
+        }
+        let record = check_line(line, number, audience)?;
+        let broken = |problem| Broken {
+            line: number,
+            record: Some(record.seq),
+            problem,
+        };
+        if record.prev != chain.next_prev {
+            return Err(broken(match prev_seq {
+                Some(previous) => Problem::PrevMismatch { previous },
+                None => Problem::NotChainStart,
+            }));
+        }
+        let expected = prev_seq.map_or(1, |s| s + 1);
+        if record.seq != expected {
+            return Err(broken(Problem::SeqMismatch { expected }));
+        }
+        chain.next_prev = line_hash(line);
+        prev_seq = Some(record.seq);
+        chain.records.push(record);
+    }
+    Ok(chain)
+}
+
+/// The audience a file is the ledger of: its name when that is `<audience>.jsonl`.
+fn audience_of_path(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let audience = name.strip_suffix(".jsonl")?;
+    check_audience(audience).ok()?;
+    Some(audience.to_owned())
+}
+
+/// Reads and verifies one audience's ledger file (see the module documentation for what is
+/// checked). When the file is named `<audience>.jsonl`, every record must be of that
+/// audience. `anchor`: a record `hash` kept elsewhere that must still be in the file.
+pub fn verify(path: &Path, anchor: Option<&str>) -> Result<VerifyReport, LedgerError> {
+    let anchor = anchor
+        .map(|a| {
+            let a = a.trim().to_ascii_lowercase();
+            if is_hex64(&a) {
+                Ok(a)
+            } else {
+                Err(LedgerError::Invalid(format!(
+                    "the anchor {a:?} is not a record hash (64 hex digits)"
+                )))
+            }
+        })
+        .transpose()?;
+    let data = std::fs::read(path).map_err(io(path))?;
+    let chain = parse_chain(&data, audience_of_path(path).as_deref()).map_err(|broken| {
+        LedgerError::Broken {
+            path: path.to_owned(),
+            broken,
+        }
+    })?;
+    let anchor_seq = match anchor {
+        None => None,
+        Some(anchor) => Some(
+            chain
+                .records
+                .iter()
+                .find(|r| r.hash == anchor)
+                .map(|r| r.seq)
+                .ok_or_else(|| LedgerError::AnchorNotFound {
+                    path: path.to_owned(),
+                    anchor,
+                })?,
+        ),
+    };
+    Ok(VerifyReport {
+        records: chain.records.len() as u64,
+        head_hash: chain.records.last().map(|r| r.hash.clone()),
+        anchor_seq,
+    })
+}
+
+/// The per-audience privacy budget ledger in a state directory.
 #[derive(Debug)]
 pub struct Ledger {
-    path: PathBuf,
-    spends: Vec<Spend>,
+    state_dir: PathBuf,
+    dir: PathBuf,
+    clock: fn() -> jiff::Timestamp,
 }
 
 impl Ledger {
-    /// Reads the ledger at `path`; a missing file is an empty ledger (created by the first
-    /// spend).
-    pub fn open(path: impl Into<PathBuf>) -> Result<Self, LedgerError> {
-        let path = path.into();
-        let spends = read(&path)?;
-        Ok(Self { path, spends })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Every recorded spend, in the order recorded.
-    pub fn spends(&self) -> &[Spend] {
-        &self.spends
-    }
-
-    /// Total (ε, δ) recorded for `audience` in `period`.
-    pub fn spent(&self, audience: &str, period: &str) -> Result<(Rational, Rational), LedgerError> {
-        sum(self
-            .spends
-            .iter()
-            .filter(|s| s.audience == audience && s.period == period))
-        .ok_or_else(|| LedgerError::Overflow {
-            audience: audience.to_owned(),
-            period: period.to_owned(),
+    /// Opens the ledger of `state_dir`, creating `state_dir/ledger` (mode 0700) if missing;
+    /// an existing one accessible to group or others is refused. Reads nothing yet.
+    pub fn open(state_dir: &Path) -> Result<Self, LedgerError> {
+        let dir = state_dir.join("ledger");
+        let created = !dir.exists();
+        if created {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(&dir).map_err(io(&dir))?;
+            sync_parent(&dir).map_err(io(&dir))?;
+        }
+        let meta = std::fs::metadata(&dir).map_err(io(&dir))?;
+        if !meta.is_dir() {
+            return Err(LedgerError::Io {
+                path: dir,
+                source: std::io::Error::other("not a directory"),
+            });
+        }
+        check_mode(&meta, &dir, "700")?;
+        Ok(Self {
+            state_dir: state_dir.to_owned(),
+            dir,
+            clock: jiff::Timestamp::now,
         })
     }
 
-    /// Records `spends` if, for every (audience, period) they touch, what is recorded plus
-    /// what is new stays within `budget`; otherwise records nothing and returns
-    /// [`LedgerError::Exceeded`] for the first (audience, period), in sorted order, that
-    /// would go over. Spends identical to recorded ones (or repeated within `spends`) are
-    /// free. On `Ok` the new ledger is durable on disk.
+    /// Replaces the clock records are stamped with (tests).
+    #[must_use]
+    pub fn with_clock(mut self, clock: fn() -> jiff::Timestamp) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// `STATE_DIR/ledger`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The ledger file of `audience` (`STATE_DIR/ledger/<audience>.jsonl`).
+    pub fn path_of(&self, audience: &str) -> Result<PathBuf, LedgerError> {
+        check_audience(audience)?;
+        Ok(self.dir.join(format!("{audience}.jsonl")))
+    }
+
+    fn lock_path(&self, audience: &str) -> PathBuf {
+        self.dir.join(format!("{audience}.lock"))
+    }
+
+    /// Locks `audience` (exclusive for writers, shared for readers); held until the file is
+    /// dropped.
+    fn lock(&self, audience: &str, exclusive: bool) -> Result<File, LedgerError> {
+        let path = self.lock_path(audience);
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        private_mode(&mut options);
+        let file = options.open(&path).map_err(io(&path))?;
+        if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        }
+        .map_err(io(&path))?;
+        Ok(file)
+    }
+
+    /// Reads and verifies the chain of `audience` (its lock held by the caller).
+    fn read_chain(&self, audience: &str) -> Result<Chain, LedgerError> {
+        let path = self.path_of(audience)?;
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(parse_chain(b"", None).expect("empty chain"));
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        check_mode(&file.metadata().map_err(io(&path))?, &path, "600")?;
+        let mut data = Vec::new();
+        file.read_to_end(&mut data).map_err(io(&path))?;
+        parse_chain(&data, Some(audience)).map_err(|broken| LedgerError::Broken { path, broken })
+    }
+
+    /// Reads `audience` under a shared lock; an audience without a file has no records.
+    fn read_locked(&self, audience: &str) -> Result<Chain, LedgerError> {
+        let path = self.path_of(audience)?;
+        if !path.exists() {
+            return Ok(Chain {
+                next_prev: GENESIS.to_owned(),
+                ..Chain::default()
+            });
+        }
+        let _lock = self.lock(audience, false)?;
+        self.read_chain(audience)
+    }
+
+    /// Every record of `audience`, oldest first, after verifying the whole chain.
+    pub fn records(&self, audience: &str) -> Result<Vec<Record>, LedgerError> {
+        Ok(self.read_locked(audience)?.records)
+    }
+
+    /// The audiences with a ledger file, sorted.
+    pub fn audiences(&self) -> Result<Vec<String>, LedgerError> {
+        let mut audiences = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io(&self.dir))? {
+            let entry = entry.map_err(io(&self.dir))?;
+            if let Some(audience) = audience_of_path(&entry.path()) {
+                audiences.push(audience);
+            }
+        }
+        audiences.sort();
+        Ok(audiences)
+    }
+
+    /// Total (ε, δ) recorded for `audience` in `period` (`spend` and `migrated` records).
+    pub fn spent(&self, audience: &str, period: &str) -> Result<(Rational, Rational), LedgerError> {
+        let chain = self.read_locked(audience)?;
+        sum(chain.records.iter().filter(|r| r.period == period)).ok_or_else(|| {
+            LedgerError::Overflow {
+                audience: audience.to_owned(),
+                period: period.to_owned(),
+            }
+        })
+    }
+
+    /// Every earlier record (any kind) of one (audience, report, partition), oldest first.
+    pub fn releases_of(
+        &self,
+        audience: &str,
+        report: &str,
+        partition: &str,
+    ) -> Result<Vec<Record>, LedgerError> {
+        let mut records = self.read_locked(audience)?.records;
+        records.retain(|r| r.report == report && r.partition == partition);
+        Ok(records)
+    }
+
+    /// [`Ledger::check_and_spend_with`] with one budget for every audience.
     pub fn check_and_spend(
         &mut self,
         spends: &[Spend],
         budget: &Budget,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Vec<Spend>, LedgerError> {
         self.check_and_spend_with(spends, |_| *budget)
     }
 
-    /// [`Ledger::check_and_spend`] with a budget per audience: all spends of all audiences
-    /// are recorded, or none.
+    /// Records `spends` (mechanism `Dp` as kind `spend`, `CellKey` as `release`) if, for
+    /// every (audience, period) with a non-zero request, what is recorded plus what is new
+    /// stays within `budget_of(audience)` (only called for those audiences); otherwise
+    /// records nothing and returns [`LedgerError::Exceeded`] for the first (audience,
+    /// period), in sorted order, that would go over. Spends identical to recorded ones (or
+    /// repeated within `spends`) are free and not recorded again. Returns the spends newly
+    /// recorded, in input order; on `Ok` they are durable on disk.
     pub fn check_and_spend_with(
         &mut self,
         spends: &[Spend],
         budget_of: impl Fn(&str) -> Budget,
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Vec<Spend>, LedgerError> {
         for spend in spends {
-            validate(spend)?;
-        }
-        let io = |source| LedgerError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        // Held until dropped at the end of this function.
-        let lock = lock_file(&self.path).map_err(io)?;
-        lock.lock().map_err(io)?;
-        let mut current = read(&self.path)?;
-
-        let mut new: Vec<&Spend> = Vec::new();
-        for spend in spends {
-            if !current.contains(spend) && !new.contains(&spend) {
-                new.push(spend);
+            if spend.mechanism == Mechanism::Legacy {
+                return Err(LedgerError::Invalid(
+                    "legacy spends are only written by the migration of a legacy ledger".into(),
+                ));
             }
+            check_fields(spend).map_err(LedgerError::Invalid)?;
         }
+        let audiences: BTreeSet<&str> = spends.iter().map(|s| s.audience.as_str()).collect();
+        let (_locks, chains) = self.lock_and_read(&audiences)?;
+
+        let mut seen: HashSet<Identity<'_>> = chains
+            .values()
+            .flat_map(|c| c.records.iter().map(Record::identity))
+            .collect();
+        let new: Vec<&Spend> = spends
+            .iter()
+            .filter(|s| seen.insert(s.identity()))
+            .collect();
+
         let groups: BTreeSet<(&str, &str)> = new
             .iter()
             .map(|s| (s.audience.as_str(), s.period.as_str()))
             .collect();
         for (audience, period) in groups {
-            let budget = budget_of(audience);
-            let in_group = |s: &&Spend| s.audience == audience && s.period == period;
             let overflow = || LedgerError::Overflow {
                 audience: audience.to_owned(),
                 period: period.to_owned(),
             };
-            let (spent_epsilon, spent_delta) =
-                sum(current.iter().filter(in_group)).ok_or_else(overflow)?;
-            let (requested_epsilon, requested_delta) =
-                sum(new.iter().copied().filter(in_group)).ok_or_else(overflow)?;
+            let (requested_epsilon, requested_delta) = sum_pairs(
+                new.iter()
+                    .filter(|s| s.audience == audience && s.period == period)
+                    .map(|s| (s.epsilon, s.delta)),
+            )
+            .ok_or_else(overflow)?;
+            if requested_epsilon.is_zero() && requested_delta.is_zero() {
+                continue;
+            }
+            let (spent_epsilon, spent_delta) = sum(chains[audience]
+                .records
+                .iter()
+                .filter(|r| r.period == period))
+            .ok_or_else(overflow)?;
             let total_epsilon = spent_epsilon
                 .checked_add(requested_epsilon)
                 .ok_or_else(overflow)?;
             let total_delta = spent_delta
                 .checked_add(requested_delta)
                 .ok_or_else(overflow)?;
+            let budget = budget_of(audience);
             if total_epsilon > budget.epsilon_per_period || total_delta > budget.delta_per_period {
                 return Err(LedgerError::Exceeded(Box::new(Overspend {
                     audience: audience.to_owned(),
@@ -236,129 +919,280 @@ impl Ledger {
                 })));
             }
         }
-        if !new.is_empty() {
-            current.extend(new.into_iter().cloned());
-            write(&self.path, &current)?;
+
+        let time = format_time((self.clock)());
+        for (audience, chain) in &chains {
+            let lines: Vec<(&Spend, Option<&str>)> = new
+                .iter()
+                .filter(|s| s.audience == *audience)
+                .map(|s| (*s, None))
+                .collect();
+            self.append(audience, chain, &time, &lines)?;
         }
-        self.spends = current;
-        drop(lock);
+        Ok(new.into_iter().cloned().collect())
+    }
+
+    /// Locks `audiences` exclusively in sorted order and reads their verified chains.
+    fn lock_and_read<'a>(
+        &self,
+        audiences: &BTreeSet<&'a str>,
+    ) -> Result<(Vec<File>, BTreeMap<&'a str, Chain>), LedgerError> {
+        let mut locks = Vec::with_capacity(audiences.len());
+        for audience in audiences {
+            check_audience(audience)?;
+            locks.push(self.lock(audience, true)?);
+        }
+        let mut chains = BTreeMap::new();
+        for audience in audiences {
+            chains.insert(*audience, self.read_chain(audience)?);
+        }
+        Ok((locks, chains))
+    }
+
+    /// Appends one record per entry to `audience`'s file (its exclusive lock held, `chain`
+    /// read under it): one write per line, then fsync.
+    fn append(
+        &self,
+        audience: &str,
+        chain: &Chain,
+        time: &str,
+        entries: &[(&Spend, Option<&str>)],
+    ) -> Result<(), LedgerError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let path = self.path_of(audience)?;
+        let mut options = OpenOptions::new();
+        options.append(true);
+        private_mode(&mut options);
+        let (mut file, created) = match options.clone().create_new(true).open(&path) {
+            Ok(file) => (file, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                (options.open(&path).map_err(io(&path))?, false)
+            }
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let meta = file.metadata().map_err(io(&path))?;
+        check_mode(&meta, &path, "600")?;
+        if meta.len() != chain.bytes {
+            // Only possible if something ignores the lock: refuse rather than fork the chain.
+            return Err(LedgerError::Io {
+                path,
+                source: std::io::Error::other(
+                    "the file changed while its lock was held (a writer ignoring the lock?); nothing was appended",
+                ),
+            });
+        }
+        let mut prev = chain.next_prev.clone();
+        for (seq, (spend, legacy)) in (chain.next_seq()..).zip(entries) {
+            let mut record = Record {
+                seq,
+                time: time.to_owned(),
+                kind: spend.mechanism.kind(),
+                audience: spend.audience.clone(),
+                period: spend.period.clone(),
+                report: spend.report.clone(),
+                partition: spend.partition.clone(),
+                release_id: spend.release_id.clone(),
+                key_id: spend.key_id.clone(),
+                mechanism: spend.mechanism,
+                epsilon: spend.epsilon,
+                delta: spend.delta,
+                legacy_blake3: legacy.map(str::to_owned),
+                prev,
+                hash: String::new(),
+            };
+            let (body_json, hash) = canonical(&record.body());
+            record.hash = hash;
+            let line = line_with_hash(&body_json, &record.hash);
+            prev = line_hash(line.as_bytes());
+            let mut bytes = line.into_bytes();
+            bytes.push(b'\n');
+            file.write_all(&bytes).map_err(io(&path))?;
+        }
+        file.sync_all().map_err(io(&path))?;
+        if created {
+            sync_parent(&path).map_err(io(&path))?;
+        }
         Ok(())
     }
-}
 
-fn validate(spend: &Spend) -> Result<(), LedgerError> {
-    for (name, value) in [
-        ("audience", &spend.audience),
-        ("period", &spend.period),
-        ("report", &spend.report),
-        ("partition", &spend.partition),
-        ("input_digest", &spend.input_digest),
-    ] {
-        if value.trim().is_empty() {
-            return Err(LedgerError::Invalid(format!("`{name}` is empty")));
+    /// Imports a legacy v1 ledger (`{"version":1,"spends":[{audience, period, report,
+    /// partition, input_digest, epsilon, delta}]}`) as `migrated` records (mechanism
+    /// `legacy`, `release_id` = `input_digest`, empty `key_id`, `legacy_blake3` = BLAKE3 of
+    /// the file), then renames it to `<name>.migrated` (or `<name>.migrated.2`, … when
+    /// that exists) and fsyncs its directory. A legacy spend identical to a `migrated`
+    /// record already present is not imported again, so migrating twice (or after a crash
+    /// half-way) imports nothing twice. When `legacy` is gone but `<name>.migrated` exists,
+    /// it was migrated already: `Ok(0)`. Returns how many spends were imported. Budgets are
+    /// not checked: these releases were made already.
+    pub fn migrate_legacy(&mut self, legacy: &Path) -> Result<usize, LedgerError> {
+        let data = match std::fs::read(legacy) {
+            Ok(data) => data,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && with_suffix(legacy, ".migrated").exists() =>
+            {
+                return Ok(0);
+            }
+            Err(e) => return Err(io(legacy)(e)),
+        };
+        let fail = |detail: String| LedgerError::Legacy {
+            path: legacy.to_owned(),
+            detail,
+        };
+        let file: LegacyFile = serde_json::from_slice(&data).map_err(|e| fail(e.to_string()))?;
+        if file.version != 1 {
+            return Err(fail(format!(
+                "version {} (only version 1 is migrated)",
+                file.version
+            )));
         }
+        let digest = blake3::hash(&data).to_hex().to_string();
+        let spends: Vec<Spend> = file
+            .spends
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let spend = Spend {
+                    audience: s.audience,
+                    period: s.period,
+                    report: s.report,
+                    partition: s.partition,
+                    release_id: s.input_digest,
+                    key_id: String::new(),
+                    mechanism: Mechanism::Legacy,
+                    epsilon: s.epsilon,
+                    delta: s.delta,
+                };
+                check_fields(&spend)
+                    .map(|()| spend)
+                    .map_err(|why| fail(format!("spend {}: {why}", i + 1)))
+            })
+            .collect::<Result<_, _>>()?;
+
+        let audiences: BTreeSet<&str> = spends.iter().map(|s| s.audience.as_str()).collect();
+        let (_locks, chains) = self.lock_and_read(&audiences)?;
+        let mut seen: HashSet<Identity<'_>> = chains
+            .values()
+            .flat_map(|c| c.records.iter().map(Record::identity))
+            .collect();
+        let new: Vec<&Spend> = spends
+            .iter()
+            .filter(|s| seen.insert(s.identity()))
+            .collect();
+        let time = format_time((self.clock)());
+        for (audience, chain) in &chains {
+            let lines: Vec<(&Spend, Option<&str>)> = new
+                .iter()
+                .filter(|s| s.audience == *audience)
+                .map(|s| (*s, Some(digest.as_str())))
+                .collect();
+            self.append(audience, chain, &time, &lines)?;
+        }
+
+        let mut target = with_suffix(legacy, ".migrated");
+        let mut n = 2;
+        while target.exists() {
+            target = with_suffix(legacy, &format!(".migrated.{n}"));
+            n += 1;
+        }
+        std::fs::rename(legacy, &target).map_err(io(legacy))?;
+        sync_parent(legacy).map_err(io(legacy))?;
+        Ok(new.len())
     }
-    Ok(())
 }
 
-fn sum<'a>(spends: impl Iterator<Item = &'a Spend>) -> Option<(Rational, Rational)> {
+/// The layout of a legacy (v1) ledger file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacyFile {
+    version: u32,
+    spends: Vec<LegacySpend>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LegacySpend {
+    audience: String,
+    period: String,
+    report: String,
+    partition: String,
+    input_digest: String,
+    epsilon: Rational,
+    delta: Rational,
+}
+
+fn sum<'a>(records: impl Iterator<Item = &'a Record>) -> Option<(Rational, Rational)> {
+    sum_pairs(records.map(|r| (r.epsilon, r.delta)))
+}
+
+fn sum_pairs(pairs: impl Iterator<Item = (Rational, Rational)>) -> Option<(Rational, Rational)> {
     let mut total = (Rational::ZERO, Rational::ZERO);
-    for spend in spends {
-        total = (
-            total.0.checked_add(spend.epsilon)?,
-            total.1.checked_add(spend.delta)?,
-        );
+    for (epsilon, delta) in pairs {
+        total = (total.0.checked_add(epsilon)?, total.1.checked_add(delta)?);
     }
     Some(total)
 }
 
-/// The ledger's spends; none when the file does not exist.
-fn read(path: &Path) -> Result<Vec<Spend>, LedgerError> {
-    let text = match std::fs::read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(LedgerError::Io {
-                path: path.to_owned(),
-                source,
-            });
-        }
-    };
-    let corrupt = |detail: String| LedgerError::Corrupt {
-        path: path.to_owned(),
-        detail,
-    };
-    let file: LedgerFile = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
-    if file.version != VERSION {
-        return Err(corrupt(format!(
-            "version {} (this logveil reads version {VERSION})",
-            file.version
-        )));
-    }
-    for spend in &file.spends {
-        validate(spend).map_err(|e| corrupt(e.to_string()))?;
-    }
-    Ok(file.spends)
+/// UTC, whole seconds: `2026-12-07T10:00:00Z`.
+fn format_time(now: jiff::Timestamp) -> String {
+    now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// Writes the ledger atomically: temporary file, fsync, rename, fsync of the directory.
-fn write(path: &Path, spends: &[Spend]) -> Result<(), LedgerError> {
-    let file = LedgerFile {
-        version: VERSION,
-        spends: spends.to_vec(),
-    };
-    let mut body = serde_json::to_vec_pretty(&file).expect("a ledger always serialises");
-    body.push(b'\n');
-    let tmp = sibling(path, &format!("{}.tmp", std::process::id()));
-    let io = |p: &Path| {
-        let p = p.to_owned();
-        move |source| LedgerError::Io { path: p, source }
-    };
-    let result = (|| {
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut out = options.open(&tmp).map_err(io(&tmp))?;
-        out.write_all(&body).map_err(io(&tmp))?;
-        out.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        sync_dir(path).map_err(io(path))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + use<> {
+    let path = path.to_owned();
+    move |source| LedgerError::Io { path, source }
 }
 
-/// `<ledger>.<suffix>` in the ledger's directory.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".");
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name: OsString = path.file_name().unwrap_or_default().to_owned();
     name.push(suffix);
     path.with_file_name(name)
 }
 
-fn lock_file(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
+fn private_mode(options: &mut OpenOptions) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    options.open(sibling(path, "lock"))
+    #[cfg(not(unix))]
+    let _ = options;
 }
 
-fn sync_dir(path: &Path) -> std::io::Result<()> {
+/// Refuses a file or directory accessible to group or others.
+fn check_mode(
+    meta: &std::fs::Metadata,
+    path: &Path,
+    wanted: &'static str,
+) -> Result<(), LedgerError> {
     #[cfg(unix)]
     {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(LedgerError::Permissions {
+                path: path.to_owned(),
+                mode: mode & 0o7777,
+                wanted,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (meta, path, wanted);
+    Ok(())
+}
+
+/// Makes a new directory entry durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
         };
         File::open(dir)?.sync_all()?;
     }
@@ -369,243 +1203,90 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Barrier};
-
     use super::*;
 
-    fn r(text: &str) -> Rational {
-        Rational::parse(text).unwrap()
-    }
-
-    fn spend(report: &str, partition: &str, digest: &str, epsilon: &str) -> Spend {
-        Spend {
-            audience: "partner".into(),
+    fn record(seq: u64, prev: &str) -> Record {
+        let mut r = Record {
+            seq,
+            time: "2026-12-07T10:00:00Z".into(),
+            kind: Kind::Spend,
+            audience: "public".into(),
             period: "2026-11".into(),
-            report: report.into(),
-            partition: partition.into(),
-            input_digest: digest.into(),
-            epsilon: r(epsilon),
-            delta: r("1e-7"),
-        }
+            report: "pages_daily_dp".into(),
+            partition: "2026-11-01".into(),
+            release_id: format!("lvr1-{seq}"),
+            key_id: "demo-2026".into(),
+            mechanism: Mechanism::Dp,
+            epsilon: Rational::ONE,
+            delta: Rational::parse("2e-7").unwrap(),
+            legacy_blake3: None,
+            prev: prev.into(),
+            hash: String::new(),
+        };
+        r.hash = canonical(&r.body()).1;
+        r
     }
 
-    fn budget() -> Budget {
-        Budget {
-            epsilon_per_period: r("1"),
-            delta_per_period: r("1e-6"),
-        }
-    }
-
-    #[test]
-    fn spends_up_to_the_budget_then_refuses_and_leaves_the_file_unchanged() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.json");
-        let mut ledger = Ledger::open(&path).unwrap();
-        assert!(ledger.spends().is_empty());
-        ledger
-            .check_and_spend(
-                &[spend("visitors_daily", "2026-11-01", "d1", "0.3")],
-                &budget(),
-            )
-            .unwrap();
-        ledger
-            .check_and_spend(
-                &[
-                    spend("visitors_daily", "2026-11-02", "d2", "0.3"),
-                    spend("demographics_daily", "2026-11-02", "d2", "0.4"),
-                ],
-                &budget(),
-            )
-            .unwrap();
-        // Exactly at the budget: 0.3 + 0.3 + 0.4 = 1, in exact arithmetic.
-        assert_eq!(ledger.spent("partner", "2026-11").unwrap().0, Rational::ONE);
-        let before = std::fs::read(&path).unwrap();
-
-        let err = ledger
-            .check_and_spend(
-                &[spend("visitors_daily", "2026-11-03", "d3", "0.01")],
-                &budget(),
-            )
-            .unwrap_err();
-        let message = err.to_string();
-        for part in [
-            "audience `partner`",
-            "period 2026-11",
-            "spent ε 1 δ 0.0000003",
-            "requested ε 0.01 δ 0.0000001",
-            "budget ε 1 δ 0.000001",
-        ] {
-            assert!(message.contains(part), "{message} lacks {part}");
-        }
-        assert_eq!(std::fs::read(&path).unwrap(), before);
-        assert_eq!(ledger.spends().len(), 3);
-        // Another process opening the file sees the same three spends.
-        assert_eq!(Ledger::open(&path).unwrap().spends(), ledger.spends());
-        // Another period has its own budget.
-        let mut next = spend("visitors_daily", "2026-12-01", "d4", "1");
-        next.period = "2026-12".into();
-        ledger.check_and_spend(&[next], &budget()).unwrap();
+    fn line(r: &Record) -> String {
+        line_with_hash(&canonical(&r.body()).0, &r.hash)
     }
 
     #[test]
-    fn a_batch_is_all_or_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.json");
-        let mut ledger = Ledger::open(&path).unwrap();
-        let mut other = spend("visitors_daily", "2026-11-01", "d1", "0.1");
-        other.audience = "internal".into();
-        let err = ledger
-            .check_and_spend(
-                &[other, spend("visitors_daily", "2026-11-01", "d1", "1.5")],
-                &budget(),
-            )
-            .unwrap_err();
-        assert!(matches!(err, LedgerError::Exceeded(ref o) if o.audience == "partner"));
-        assert!(!path.exists());
-        assert!(ledger.spends().is_empty());
-    }
-
-    #[test]
-    fn delta_is_budgeted_too() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(dir.path().join("ledger.json")).unwrap();
-        let mut big_delta = spend("visitors_daily", "2026-11-01", "d1", "0.1");
-        big_delta.delta = r("2e-6");
-        let err = ledger.check_and_spend(&[big_delta], &budget()).unwrap_err();
-        assert!(
-            err.to_string().contains("requested ε 0.1 δ 0.000002"),
-            "{err}"
+    fn documented_form_and_recipe() {
+        let r = record(1, GENESIS);
+        let l = line(&r);
+        assert!(l.starts_with(r#"{"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-1","key_id":"demo-2026","mechanism":"dp","epsilon":"1","delta":"0.0000002","prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":""#), "{l}");
+        let (rest, hash) = l.rsplit_once(",\"hash\":\"").unwrap();
+        assert_eq!(
+            blake3::hash(format!("{rest}}}").as_bytes())
+                .to_hex()
+                .as_str(),
+            hash.strip_suffix("\"}").unwrap()
         );
+        let chain = parse_chain(format!("{l}\n").as_bytes(), Some("public")).unwrap();
+        assert_eq!(chain.records, [r]);
+        assert_eq!(chain.next_prev, line_hash(l.as_bytes()));
     }
 
     #[test]
-    fn identical_respend_is_free_and_a_new_digest_is_not() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.json");
-        let mut ledger = Ledger::open(&path).unwrap();
-        let first = spend("visitors_daily", "2026-11-01", "d1", "0.6");
-        ledger
-            .check_and_spend(std::slice::from_ref(&first), &budget())
-            .unwrap();
-        let before = std::fs::read(&path).unwrap();
-        // The same release again, twice in one batch: free, file untouched.
-        ledger
-            .check_and_spend(&[first.clone(), first.clone()], &budget())
-            .unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), before);
-        assert_eq!(ledger.spends().len(), 1);
-        // The same report and partition over changed input: a new release, charged.
-        let changed = spend("visitors_daily", "2026-11-01", "d2", "0.6");
-        assert!(matches!(
-            ledger.check_and_spend(std::slice::from_ref(&changed), &budget()),
-            Err(LedgerError::Exceeded(_))
-        ));
-        let changed = spend("visitors_daily", "2026-11-01", "d2", "0.4");
-        ledger.check_and_spend(&[changed], &budget()).unwrap();
-        assert_eq!(ledger.spent("partner", "2026-11").unwrap().0, Rational::ONE);
-        // Same input with another ε draws other noise: charged, so refused now.
-        let other_epsilon = spend("visitors_daily", "2026-11-01", "d1", "0.5");
-        assert!(ledger.check_and_spend(&[other_epsilon], &budget()).is_err());
+    fn inconsistent_records_are_refused_even_when_hashed() {
+        let mut r = record(1, GENESIS);
+        r.kind = Kind::Release;
+        r.hash = canonical(&r.body()).1;
+        let b = parse_chain(format!("{}\n", line(&r)).as_bytes(), None).unwrap_err();
+        assert!(matches!(b.problem, Problem::Inconsistent(_)), "{b}");
+        let r = record(1, GENESIS);
+        let b = parse_chain(format!("{}\n", line(&r)).as_bytes(), Some("partner")).unwrap_err();
+        assert!(b.to_string().contains("ledger of `partner`"), "{b}");
+        // A member with a non-canonical rational: same value, other bytes.
+        let l = line(&r).replace("\"0.0000002\"", "\"2e-7\"");
+        let b = parse_chain(format!("{l}\n").as_bytes(), None).unwrap_err();
+        assert_eq!(b.problem, Problem::NotCanonical);
     }
 
     #[test]
-    fn corrupt_ledgers_are_clear_errors_and_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.json");
-        for (body, detail) in [
-            ("{\"version\": 1, \"spends\": [", "EOF"),
-            ("not json", "expected"),
-            ("{\"version\": 2, \"spends\": []}", "version 2"),
-            (
-                "{\"version\": 1, \"spends\": [{\"audience\": \"a\", \"period\": \"p\", \"report\": \"r\", \"partition\": \"x\", \"input_digest\": \"d\", \"epsilon\": \"-1\", \"delta\": \"0\"}]}",
-                "invalid number `-1`",
-            ),
-            (
-                "{\"version\": 1, \"spends\": [{\"audience\": \"\", \"period\": \"p\", \"report\": \"r\", \"partition\": \"x\", \"input_digest\": \"d\", \"epsilon\": \"1\", \"delta\": \"0\"}]}",
-                "`audience` is empty",
-            ),
+    fn audience_names() {
+        for ok in ["public", "a", "team_2", &"x".repeat(64)] {
+            check_audience(ok).unwrap();
+        }
+        for bad in [
+            "",
+            "../x",
+            "Public",
+            "a-b",
+            "a.b",
+            "a b",
+            &"x".repeat(65),
+            "é",
         ] {
-            std::fs::write(&path, body).unwrap();
-            let err = Ledger::open(&path).unwrap_err();
-            let message = err.to_string();
-            assert!(matches!(err, LedgerError::Corrupt { .. }), "{message}");
-            assert!(message.contains("ledger.json"), "{message}");
-            assert!(message.contains(detail), "{message} lacks {detail}");
-            // A ledger opened before the file went bad refuses to spend over it too.
-            let mut stale = Ledger {
-                path: path.clone(),
-                spends: Vec::new(),
-            };
-            let err = stale
-                .check_and_spend(&[spend("r", "2026-11-01", "d", "0.1")], &budget())
-                .unwrap_err();
-            assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
-            assert_eq!(std::fs::read_to_string(&path).unwrap(), body);
+            assert!(check_audience(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
-    fn the_file_is_readable_json() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.json");
-        let mut ledger = Ledger::open(&path).unwrap();
-        ledger
-            .check_and_spend(
-                &[spend("visitors_daily", "2026-11-01", "abc", "1/3")],
-                &budget(),
-            )
-            .unwrap();
-        let value: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_eq!(value["version"], 1);
-        assert_eq!(value["spends"][0]["epsilon"], "1/3");
-        assert_eq!(value["spends"][0]["delta"], "0.0000001");
-        assert_eq!(value["spends"][0]["input_digest"], "abc");
-        // Only the ledger and its lock file remain (no temporary files).
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["ledger.json", "ledger.json.lock"]);
-    }
-
-    #[test]
-    fn empty_fields_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut ledger = Ledger::open(dir.path().join("ledger.json")).unwrap();
-        let mut bad = spend("visitors_daily", "2026-11-01", "d", "0.1");
-        bad.input_digest = " ".into();
-        let err = ledger.check_and_spend(&[bad], &budget()).unwrap_err();
-        assert!(err.to_string().contains("`input_digest` is empty"), "{err}");
-    }
-
-    #[test]
-    fn concurrent_writers_never_overspend() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ledger.json");
-        let threads = 8;
-        let barrier = Arc::new(Barrier::new(threads));
-        let handles: Vec<_> = (0..threads)
-            .map(|i| {
-                let path = path.clone();
-                let barrier = Arc::clone(&barrier);
-                std::thread::spawn(move || {
-                    let mut ledger = Ledger::open(&path).unwrap();
-                    barrier.wait();
-                    let s = spend("visitors_daily", "2026-11-01", &format!("d{i}"), "0.25");
-                    ledger.check_and_spend(&[s], &budget()).is_ok()
-                })
-            })
-            .collect();
-        let granted = handles
-            .into_iter()
-            .map(|h| h.join().unwrap())
-            .filter(|ok| *ok)
-            .count();
-        assert_eq!(granted, 4);
-        let ledger = Ledger::open(&path).unwrap();
-        assert_eq!(ledger.spends().len(), 4);
-        assert_eq!(ledger.spent("partner", "2026-11").unwrap().0, Rational::ONE);
+    fn times_are_utc_seconds() {
+        let t: jiff::Timestamp = "2026-12-07T10:00:00.75Z".parse().unwrap();
+        assert_eq!(format_time(t), "2026-12-07T10:00:00Z");
+        assert_eq!(format_time(jiff::Timestamp::now()).len(), 20);
     }
 }

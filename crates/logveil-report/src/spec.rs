@@ -92,6 +92,12 @@ pub struct ReportSpec {
     pub dp: Option<DpSpec>,
     /// From the audience: what the files are in law (`logveil.legal_class`).
     pub legal_class: LegalClass,
+    /// From the audience: a client outside the site. Its files carry no count that did
+    /// not go through the same protection as the cells ([`crate::release`]).
+    pub external: bool,
+    /// From the audience: cell-key perturbation of published cells
+    /// ([`crate::cellkey`]); the default for external audiences without DP.
+    pub perturbation: Option<std::sync::Arc<crate::cellkey::CellKeyMethod>>,
 }
 
 /// Request filters of a report.

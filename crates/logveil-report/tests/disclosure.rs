@@ -38,6 +38,8 @@ fn spec(dims: usize, k_min: u32, totals: bool, complementary: bool) -> ReportSpe
         complementary_suppression: complementary,
         dp: None,
         legal_class: LegalClass::Statistics,
+        external: false,
+        perturbation: None,
     }
 }
 

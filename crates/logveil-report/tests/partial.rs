@@ -44,6 +44,8 @@ fn spec(name: &str, visitor_id: bool) -> ReportSpec {
         complementary_suppression: false,
         dp: None,
         legal_class: LegalClass::InternalPseudonymous,
+        external: false,
+        perturbation: None,
     }
 }
 

@@ -61,6 +61,8 @@ fn spec() -> ReportSpec {
         complementary_suppression: false,
         dp: None,
         legal_class: LegalClass::InternalPseudonymous,
+        external: false,
+        perturbation: None,
     }
 }
 

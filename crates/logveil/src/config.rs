@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use logveil_ingest::normalize_path as clean;
 use logveil_parse::Parser;
@@ -10,6 +11,7 @@ use logveil_parse::json::JsonFields;
 use logveil_privacy::client::{ClientPolicy, MAX_IPV4_PREFIX, MAX_IPV6_PREFIX, TrustedProxies};
 use logveil_privacy::sanitize::{QueryParam, RouteTemplates, SanitizePolicy};
 use logveil_privacy::{Audience, Dimension, Policy};
+use logveil_report::cellkey::CellKeyMethod;
 use logveil_report::dp::Rational;
 use logveil_report::ledger::Budget;
 use logveil_report::{
@@ -32,12 +34,22 @@ struct PipelineFile {
     report: Vec<ReportSection>,
     #[serde(default)]
     audit: Option<AuditSection>,
+    #[serde(default)]
+    privacy: Option<PrivacySection>,
     /// `logveil daemon` settings (see `daemon::settings`).
     #[serde(default)]
     daemon: Option<crate::daemon::settings::DaemonSection>,
     /// `logveil edge` / `aggregate` / `merge` settings (see `scaleout::settings`).
     #[serde(default)]
     scaleout: Option<crate::scaleout::settings::ScaleoutSection>,
+}
+
+/// `[privacy] state_dir = "PATH"`: where the audiences' release ledgers live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivacySection {
+    #[serde(default)]
+    state_dir: Option<PathBuf>,
 }
 
 /// `[audit] log = "PATH"`: the re-identification audit log (`logveil lookup`).
@@ -179,7 +191,8 @@ struct OutputSection {
     dir: PathBuf,
     #[serde(default)]
     timezone: Option<String>,
-    /// The privacy budget ledger; default `privacy-ledger.json` in `dir`.
+    /// The ledger of the old layout (before `[privacy] state_dir`): read once, migrated
+    /// into the state directory. Default `privacy-ledger.json` in `dir`.
     #[serde(default)]
     ledger: Option<PathBuf>,
 }
@@ -222,6 +235,8 @@ struct AudienceDisclosure {
     complementary_suppression: bool,
     dp: Option<DpSpec>,
     legal_class: LegalClass,
+    external: bool,
+    perturbation: Option<Arc<CellKeyMethod>>,
 }
 
 /// Resolves and validates an audience's disclosure settings; problems name the policy file
@@ -308,6 +323,7 @@ fn audience_disclosure(
             period,
         })
     });
+    let perturbation = audience_perturbation(audience, &at, policy_path, errors);
     AudienceDisclosure {
         dp_declared: audience.dp.is_some(),
         complementary_suppression: audience
@@ -315,7 +331,79 @@ fn audience_disclosure(
             .unwrap_or(audience.external),
         dp,
         legal_class,
+        external: audience.external,
+        perturbation,
     }
+}
+
+/// The audience's cell-key perturbation: declared (`[audience.NAME.cell_key]`), or the
+/// defaults for an external audience without DP.
+fn audience_perturbation(
+    audience: &Audience,
+    at: &str,
+    policy_path: &Path,
+    errors: &mut Vec<String>,
+) -> Option<Arc<CellKeyMethod>> {
+    use logveil_report::cellkey::{DEFAULT_MAGNITUDE, DEFAULT_MAX_NOISE, DEFAULT_VARIANCE, PTable};
+    if audience.dp.is_some() {
+        if audience.cell_key.is_some() {
+            errors.push(format!(
+                "{at}.cell_key: the audience has [dp]; differential privacy and cell-key perturbation do not combine (keep one)"
+            ));
+        }
+        return None;
+    }
+    if !audience.external && audience.cell_key.is_none() {
+        return None;
+    }
+    let ck = audience.cell_key.clone().unwrap_or_default();
+    let number =
+        |key: &str, text: Option<&String>, default: f64, errors: &mut Vec<String>| match text {
+            None => Some(default),
+            Some(t) => match t.trim().parse::<f64>() {
+                Ok(v) if v.is_finite() => Some(v),
+                _ => {
+                    errors.push(format!("{at}.cell_key.{key}: `{t}` is not a number"));
+                    None
+                }
+            },
+        };
+    let ptable = match (&ck.ptable, ck.max_noise, &ck.variance) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            errors.push(format!(
+                "{at}.cell_key: give either `ptable` or `max_noise`/`variance`, not both"
+            ));
+            None
+        }
+        (Some(file), None, None) => {
+            let dir = policy_path.parent().unwrap_or_else(|| Path::new("."));
+            PTable::from_csv_file(&clean(&dir.join(file)))
+                .map_err(|e| errors.push(format!("{at}.cell_key.ptable: {e}")))
+                .ok()
+        }
+        (None, max_noise, variance) => {
+            let variance = number("variance", variance.as_ref(), DEFAULT_VARIANCE, errors)?;
+            PTable::generate(max_noise.unwrap_or(DEFAULT_MAX_NOISE), variance)
+                .map_err(|e| errors.push(format!("{at}.cell_key: {e}")))
+                .ok()
+        }
+    }?;
+    let magnitude = number(
+        "magnitude",
+        ck.magnitude.as_ref(),
+        DEFAULT_MAGNITUDE,
+        errors,
+    )?;
+    if !(0.0..=1.0).contains(&magnitude) {
+        errors.push(format!(
+            "{at}.cell_key.magnitude: {magnitude} is not allowed (allowed: 0 to 1, a fraction of the cell)"
+        ));
+        return None;
+    }
+    Some(Arc::new(CellKeyMethod {
+        ptable: Arc::new(ptable),
+        magnitude,
+    }))
 }
 
 fn report_filters(r: &ReportSection, at: &str, errors: &mut Vec<String>) -> Filters {
@@ -443,8 +531,15 @@ pub struct Pipeline {
     pub audit_log: PathBuf,
     /// `[daemon]`: state directory, lateness, intervals, metrics address.
     pub daemon: crate::daemon::settings::DaemonSettings,
-    /// `[output] ledger`: the differential-privacy budget ledger.
-    pub ledger: PathBuf,
+    /// `[privacy] state_dir`: the audiences' release ledgers (default `logveil-state/`
+    /// beside the pipeline file; never derived from the key file or the output).
+    pub state_dir: PathBuf,
+    /// The configured output directory (before any `--out`): a DP run refuses a state
+    /// directory under it as under the override.
+    pub configured_out_dir: PathBuf,
+    /// A ledger of the old layout (`[output] ledger`, default `privacy-ledger.json` in the
+    /// output directory), migrated into the state directory when found.
+    pub legacy_ledger: PathBuf,
     /// `[scaleout]`: site, partitions, partials location, windows and replays.
     pub scaleout: crate::scaleout::ScaleoutSettings,
 }
@@ -731,6 +826,8 @@ impl Pipeline {
                     dp
                 }),
                 legal_class: disclosure.legal_class,
+                external: disclosure.external,
+                perturbation: disclosure.perturbation.clone(),
             };
             if spec.needs_join() && accounts.is_none() {
                 errors.push(format!(
@@ -760,10 +857,19 @@ impl Pipeline {
         } else {
             (overrides.inputs.clone(), cwd)
         };
+        let configured_out_dir = clean(&base.join(&file.output.dir));
         let out_dir = overrides
             .out
             .clone()
-            .unwrap_or_else(|| clean(&base.join(&file.output.dir)));
+            .unwrap_or_else(|| configured_out_dir.clone());
+        let state_dir = file
+            .privacy
+            .as_ref()
+            .and_then(|p| p.state_dir.as_ref())
+            .map_or_else(
+                || clean(&base.join("logveil-state")),
+                |d| clean(&base.join(d)),
+            );
         Ok(Self {
             path: path.to_owned(),
             inputs,
@@ -801,10 +907,12 @@ impl Pipeline {
             },
             policy,
             accounts,
-            ledger: file.output.ledger.as_ref().map_or_else(
-                || out_dir.join("privacy-ledger.json"),
+            legacy_ledger: file.output.ledger.as_ref().map_or_else(
+                || configured_out_dir.join("privacy-ledger.json"),
                 |l| clean(&base.join(l)),
             ),
+            state_dir,
+            configured_out_dir,
             out_dir,
             calendar,
             reports,

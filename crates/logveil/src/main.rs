@@ -13,6 +13,7 @@ mod chunks;
 mod config;
 mod daemon;
 mod engine;
+mod ledger;
 mod lookup;
 mod publish;
 mod run;
@@ -109,6 +110,11 @@ enum Command {
     Audit {
         #[command(subcommand)]
         action: lookup::AuditAction,
+    },
+    /// The releases each audience was given and the privacy budget they spent (the ledgers in `[privacy] state_dir`).
+    Ledger {
+        #[command(subcommand)]
+        action: ledger::LedgerAction,
     },
 }
 
@@ -269,6 +275,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { action } => lookup::audit(action),
+        Command::Ledger { action } => ledger::ledger(action),
     }
 }
 

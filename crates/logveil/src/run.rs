@@ -538,7 +538,7 @@ fn publish_all(
     let ctx = publish::PublishContext {
         pipeline,
         ring,
-        input_sha256: publish::input_digest(files),
+        input_sha256: Some(publish::input_digest(files)),
     };
     let published = publish::publish(&ctx, states)?;
     let outputs = published

@@ -136,11 +136,12 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
         ..Overrides::default()
     };
     let mut pipeline = Pipeline::load(&args.pipeline, &overrides)?;
-    // As configured, without `--out`: where the aggregators put partials by default, and
-    // where the budget ledger lives (on this machine, also when the reports go to S3).
+    // As configured, without `--out`: where the aggregators put partials by default. (The
+    // ledgers live in the state directory, whatever the output.)
     let configured = Pipeline::load(&args.pipeline, &Overrides::default())?;
     if staging.is_some() {
-        pipeline.ledger = configured.ledger.clone();
+        // Staged files are uploaded: the old-layout ledger to migrate is the configured one.
+        pipeline.legacy_ledger = configured.legacy_ledger.clone();
     }
     let pipeline = pipeline;
     let settings = &pipeline.scaleout;
@@ -259,7 +260,7 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
         let ctx = PublishContext {
             pipeline: &pipeline,
             ring: &ring,
-            input_sha256: hex(&digest.finalize()),
+            input_sha256: Some(hex(&digest.finalize())),
         };
         // Disclosure, the budget ledger and writing: the same path as `logveil run`.
         let published = publish_some(&ctx, states)?;
