@@ -42,13 +42,13 @@
 //! | `key_id` | the key the release was made with; empty for `migrated` |
 //! | `mechanism` | `dp` (kind `spend`), `cell_key` (kind `release`), `legacy` (kind `migrated`) |
 //! | `epsilon`, `delta` | exact rationals as strings: `"0.5"`, `"1/3"`, `"0.0000002"` |
-//! | `legacy_blake3` | `migrated` only: BLAKE3 (hex) of the legacy ledger file it came from |
+//! | `legacy_sha256` | `migrated` only: SHA-256 (hex) of the legacy ledger file it came from (`sha256sum <file>.migrated`) |
 //! | `prev` | BLAKE3 (hex) of the previous line's bytes without its `\n`; 64 zeros in the first record |
 //! | `hash` | BLAKE3 (hex) of this line without its `"hash"` member (see below) |
 //!
 //! **Canonical form** (as in the re-identification audit log): a record is written exactly
 //! as `serde_json` serialises it compactly: no whitespace, keys in the order above
-//! (`legacy_blake3` only when present), rationals in the form above. `hash` is BLAKE3 over
+//! (`legacy_sha256` only when present), rationals in the form above. `hash` is BLAKE3 over
 //! the line with its trailing `,"hash":"…"` removed (`line.rsplit_once(",\"hash\":")` + `}`).
 //! [`verify`] re-serialises each parsed record and refuses a line that is not byte-identical
 //! to its canonical form (a space, an escape, `1e-7` for `0.0000001`), a broken hash or
@@ -91,7 +91,7 @@
 //! count toward the budget like spends, then renames the file to `<name>.migrated`.
 //! Importing is idempotent per spend: a legacy spend identical to a `migrated` record
 //! already in the audience's file is not imported again (also after a crash half-way), and
-//! each record names the legacy file by its BLAKE3 (`legacy_blake3`).
+//! each record names the legacy file by its SHA-256 (`legacy_sha256`, what `sha256sum` prints).
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::OsString;
@@ -101,6 +101,7 @@ use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 
 use crate::dp::Rational;
 
@@ -185,9 +186,9 @@ pub struct Record {
     pub mechanism: Mechanism,
     pub epsilon: Rational,
     pub delta: Rational,
-    /// `migrated` only: BLAKE3 (hex) of the legacy ledger file.
+    /// `migrated` only: SHA-256 (hex) of the legacy ledger file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub legacy_blake3: Option<String>,
+    pub legacy_sha256: Option<String>,
     pub prev: String,
     pub hash: String,
 }
@@ -222,7 +223,7 @@ impl Record {
             mechanism: self.mechanism,
             epsilon: self.epsilon,
             delta: self.delta,
-            legacy_blake3: self.legacy_blake3.as_deref(),
+            legacy_sha256: self.legacy_sha256.as_deref(),
             prev: &self.prev,
         }
     }
@@ -285,7 +286,7 @@ struct Body<'a> {
     epsilon: Rational,
     delta: Rational,
     #[serde(skip_serializing_if = "Option::is_none")]
-    legacy_blake3: Option<&'a str>,
+    legacy_sha256: Option<&'a str>,
     prev: &'a str,
 }
 
@@ -551,12 +552,12 @@ fn check_line(line: &[u8], number: usize, audience: Option<&str>) -> Result<Reco
             record.audience
         )));
     }
-    match (&record.legacy_blake3, record.kind) {
+    match (&record.legacy_sha256, record.kind) {
         (Some(digest), Kind::Migrated) if is_hex64(digest) => {}
         (None, Kind::Spend | Kind::Release) => {}
         _ => {
             return Err(inconsistent(
-                "`legacy_blake3` must be 64 hex digits in `migrated` records and absent elsewhere"
+                "`legacy_sha256` must be 64 hex digits in `migrated` records and absent elsewhere"
                     .to_owned(),
             ));
         }
@@ -998,7 +999,7 @@ impl Ledger {
                 mechanism: spend.mechanism,
                 epsilon: spend.epsilon,
                 delta: spend.delta,
-                legacy_blake3: legacy.map(str::to_owned),
+                legacy_sha256: legacy.map(str::to_owned),
                 prev,
                 hash: String::new(),
             };
@@ -1019,7 +1020,7 @@ impl Ledger {
 
     /// Imports a legacy v1 ledger (`{"version":1,"spends":[{audience, period, report,
     /// partition, input_digest, epsilon, delta}]}`) as `migrated` records (mechanism
-    /// `legacy`, `release_id` = `input_digest`, empty `key_id`, `legacy_blake3` = BLAKE3 of
+    /// `legacy`, `release_id` = `input_digest`, empty `key_id`, `legacy_sha256` = SHA-256 of
     /// the file), then renames it to `<name>.migrated` (or `<name>.migrated.2`, … when
     /// that exists) and fsyncs its directory. A legacy spend identical to a `migrated`
     /// record already present is not imported again, so migrating twice (or after a crash
@@ -1048,7 +1049,13 @@ impl Ledger {
                 file.version
             )));
         }
-        let digest = blake3::hash(&data).to_hex().to_string();
+        let digest = Sha256::digest(&data)
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{b:02x}");
+                hex
+            });
         let spends: Vec<Spend> = file
             .spends
             .into_iter()
@@ -1219,7 +1226,7 @@ mod tests {
             mechanism: Mechanism::Dp,
             epsilon: Rational::ONE,
             delta: Rational::parse("2e-7").unwrap(),
-            legacy_blake3: None,
+            legacy_sha256: None,
             prev: prev.into(),
             hash: String::new(),
         };

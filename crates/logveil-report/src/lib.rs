@@ -4,6 +4,7 @@
 //! - [`ReportSpec`]: bucket, dimensions, metrics, audience threshold.
 //! - [`ReportState`]: exact, mergeable and serialisable per-cell state.
 //! - [`disclose`]: the audience's disclosure control over the merged state.
+//! - [`cellkey`]: the cell-key method: consistent, bounded noise on published counts and magnitudes.
 //! - [`dp`]: exact discrete noise, per-release seeds, DP parameters, contribution bounding.
 //! - [`ledger`]: every external release per audience, and the privacy budget it spent, in a
 //!   hash-chained file in the state directory.

@@ -229,16 +229,16 @@ pub fn release(
             let earlier = ledger
                 .releases_of(&spec.audience, &spec.name, &partition)
                 .map_err(ReleaseError::Ledger)?;
-            if let Some(first) = earlier.iter().find(|r| !r.key_id.is_empty()) {
-                if first.key_id != *key {
-                    return Err(ReleaseError::NoiseKeyChanged {
-                        audience: spec.audience.clone(),
-                        report: spec.name.clone(),
-                        partition,
-                        first_key: first.key_id.clone(),
-                        key: key.clone(),
-                    });
-                }
+            if let Some(first) = earlier.iter().find(|r| !r.key_id.is_empty())
+                && first.key_id != *key
+            {
+                return Err(ReleaseError::NoiseKeyChanged {
+                    audience: spec.audience.clone(),
+                    report: spec.name.clone(),
+                    partition,
+                    first_key: first.key_id.clone(),
+                    key: key.clone(),
+                });
             }
         }
         let spends: Vec<Spend> = planned.iter().filter_map(|p| p.spend.clone()).collect();

@@ -362,9 +362,12 @@ fn migrated_legacy_spends_count_and_migrate_twice_imports_nothing() {
     let out = tempfile::tempdir().unwrap();
     let legacy = out.path().join("privacy-ledger.json");
     write_legacy(&legacy);
-    let digest = blake3::hash(&std::fs::read(&legacy).unwrap())
-        .to_hex()
-        .to_string();
+    let digest: String = {
+        use sha2::Digest as _;
+        let sum = sha2::Sha256::digest(std::fs::read(&legacy).unwrap());
+        sum.iter()
+            .fold(String::new(), |hex, b| hex + &format!("{b:02x}"))
+    };
     let mut ledger = open(dir.path());
     assert_eq!(ledger.migrate_legacy(&legacy).unwrap(), 3);
     // Renamed, not deleted.
@@ -379,11 +382,11 @@ fn migrated_legacy_spends_count_and_migrate_twice_imports_nothing() {
     assert_eq!(records[0].mechanism, Mechanism::Legacy);
     assert_eq!(records[0].release_id, "d1");
     assert_eq!(records[0].key_id, "");
-    assert_eq!(records[0].legacy_blake3.as_deref(), Some(digest.as_str()));
+    assert_eq!(records[0].legacy_sha256.as_deref(), Some(digest.as_str()));
     let l = lines(&ledger_file(dir.path(), "public"));
     assert!(
         l[0].contains(&format!(
-            r#""kind":"migrated","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"d1","key_id":"","mechanism":"legacy","epsilon":"0.5","delta":"0.0000001","legacy_blake3":"{digest}","prev":""#
+            r#""kind":"migrated","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"d1","key_id":"","mechanism":"legacy","epsilon":"0.5","delta":"0.0000001","legacy_sha256":"{digest}","prev":""#
         )),
         "{}",
         l[0]

@@ -501,6 +501,8 @@ pub struct Overrides {
     pub accounts: Option<String>,
     pub out: Option<PathBuf>,
     pub dead_letter: Option<PathBuf>,
+    /// `--privacy-state DIR`: instead of `[privacy] state_dir`.
+    pub privacy_state: Option<PathBuf>,
 }
 
 /// A loaded, validated pipeline with every path resolved.
@@ -862,14 +864,16 @@ impl Pipeline {
             .out
             .clone()
             .unwrap_or_else(|| configured_out_dir.clone());
-        let state_dir = file
-            .privacy
-            .as_ref()
-            .and_then(|p| p.state_dir.as_ref())
-            .map_or_else(
-                || clean(&base.join("logveil-state")),
-                |d| clean(&base.join(d)),
-            );
+        let state_dir = match (&overrides.privacy_state, &file.privacy) {
+            (Some(dir), _) => clean(dir),
+            (
+                None,
+                Some(PrivacySection {
+                    state_dir: Some(dir),
+                }),
+            ) => clean(&base.join(dir)),
+            (None, _) => clean(&base.join("logveil-state")),
+        };
         Ok(Self {
             path: path.to_owned(),
             inputs,

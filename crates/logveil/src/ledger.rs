@@ -20,6 +20,9 @@ pub enum LedgerAction {
         pipeline: PathBuf,
         #[arg(long)]
         audience: Option<String>,
+        /// Privacy state directory instead of `privacy.state_dir`.
+        #[arg(long, value_name = "DIR")]
+        privacy_state: Option<PathBuf>,
     },
     /// Check every record's hash and the chain of each audience's ledger; exit 1 naming the first broken record.
     Verify {
@@ -29,17 +32,31 @@ pub enum LedgerAction {
         /// A head hash printed by an earlier verify (with --audience): fail unless it is still in the chain.
         #[arg(long, value_name = "HASH", requires = "audience")]
         anchor: Option<String>,
+        /// Privacy state directory instead of `privacy.state_dir`.
+        #[arg(long, value_name = "DIR")]
+        privacy_state: Option<PathBuf>,
     },
 }
 
-pub fn ledger(action: LedgerAction) -> Result<ExitCode> {
-    let (pipeline_path, audience) = match &action {
-        LedgerAction::Show { pipeline, audience }
+pub fn ledger(action: &LedgerAction) -> Result<ExitCode> {
+    let (pipeline_path, audience, privacy_state) = match action {
+        LedgerAction::Show {
+            pipeline,
+            audience,
+            privacy_state,
+        }
         | LedgerAction::Verify {
-            pipeline, audience, ..
-        } => (pipeline, audience),
+            pipeline,
+            audience,
+            privacy_state,
+            ..
+        } => (pipeline, audience, privacy_state),
     };
-    let pipeline = Pipeline::load(pipeline_path, &Overrides::default())?;
+    let overrides = Overrides {
+        privacy_state: privacy_state.clone(),
+        ..Overrides::default()
+    };
+    let pipeline = Pipeline::load(pipeline_path, &overrides)?;
     let ledger = Ledger::open(&pipeline.state_dir)
         .with_context(|| format!("state directory {}", pipeline.state_dir.display()))?;
     let audiences = match audience {
@@ -53,7 +70,7 @@ pub fn ledger(action: LedgerAction) -> Result<ExitCode> {
     let mut failed = false;
     for audience in &audiences {
         let path = ledger.path_of(audience)?;
-        match &action {
+        match action {
             LedgerAction::Show { .. } => {
                 let records = ledger.records(audience)?;
                 let _ = writeln!(out, "audience {audience}: {} record(s)", records.len());

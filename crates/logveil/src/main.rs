@@ -60,6 +60,9 @@ enum Command {
         /// Worker threads (default: one per core).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Privacy state directory (the audiences' release ledgers) instead of `privacy.state_dir`.
+        #[arg(long, value_name = "DIR")]
+        privacy_state: Option<PathBuf>,
     },
     /// Follow live logs: write each report window once the watermark passes it, checkpoint, survive rotation and restarts.
     Daemon {
@@ -83,6 +86,9 @@ enum Command {
         /// Serve /metrics and /healthz here instead of `daemon.metrics_addr` (loopback only).
         #[arg(long, value_name = "ADDR")]
         metrics_addr: Option<String>,
+        /// Privacy state directory (the audiences' release ledgers) instead of `privacy.state_dir`.
+        #[arg(long, value_name = "DIR")]
+        privacy_state: Option<PathBuf>,
     },
     /// Load and validate a pipeline and its policy; exit 1 listing every problem.
     Check { pipeline: PathBuf },
@@ -168,6 +174,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             summary,
             dead_letter,
             threads,
+            privacy_state,
         } => {
             let overrides = Overrides {
                 inputs,
@@ -175,6 +182,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 accounts,
                 out,
                 dead_letter,
+                privacy_state,
             };
             let pipeline = match Pipeline::load(&pipeline, &overrides) {
                 Ok(p) => p,
@@ -202,6 +210,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             idle_exit,
             summary,
             metrics_addr,
+            privacy_state,
         } => daemon::run(&daemon::DaemonArgs {
             pipeline,
             inputs,
@@ -210,6 +219,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             idle_exit,
             summary,
             metrics_addr,
+            privacy_state,
         }),
         Command::Edge(args) => scaleout::edge::run(&args),
         Command::Aggregate(args) => scaleout::aggregate::run(&args),
@@ -275,7 +285,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { action } => lookup::audit(action),
-        Command::Ledger { action } => ledger::ledger(action),
+        Command::Ledger { action } => ledger::ledger(&action),
     }
 }
 

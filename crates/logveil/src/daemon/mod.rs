@@ -65,6 +65,7 @@ pub struct DaemonArgs {
     pub idle_exit: Option<u64>,
     pub summary: Option<PathBuf>,
     pub metrics_addr: Option<String>,
+    pub privacy_state: Option<PathBuf>,
 }
 
 /// Set by the signal task, read by the loop.
@@ -144,6 +145,7 @@ async fn daemon(args: &DaemonArgs) -> Result<ExitCode> {
     let overrides = Overrides {
         inputs: args.inputs.clone(),
         out: args.out.clone(),
+        privacy_state: args.privacy_state.clone(),
         ..Overrides::default()
     };
     let pipeline = match load_pipeline(&args.pipeline, &overrides) {

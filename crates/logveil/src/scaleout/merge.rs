@@ -54,6 +54,9 @@ pub struct MergeArgs {
     /// Also write the summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+    /// Privacy state directory (the audiences' release ledgers) instead of `privacy.state_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub privacy_state: Option<PathBuf>,
 }
 
 /// What a finalised window was made of.
@@ -133,6 +136,7 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
             (None, Some(out)) => Some(PathBuf::from(out)),
             (None, None) => None,
         },
+        privacy_state: args.privacy_state.clone(),
         ..Overrides::default()
     };
     let mut pipeline = Pipeline::load(&args.pipeline, &overrides)?;
