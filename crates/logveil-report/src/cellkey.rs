@@ -1119,9 +1119,9 @@ mod tests {
         let json = method.metadata_json();
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["method"], "cell_key");
-        assert_eq!(value["max_noise"], 2);
+        assert_eq!(value["max_noise"], DEFAULT_MAX_NOISE);
         assert_eq!(value["magnitude"], 0.05);
-        assert!((value["variance"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+        assert!((value["variance"].as_f64().unwrap() - DEFAULT_VARIANCE).abs() < 1e-6);
         assert_eq!(value["ptable_sha256"], method.ptable.sha256().as_str());
         let order: Vec<usize> = [
             "\"method\"",

@@ -27,7 +27,7 @@
 //! One JSON object per line (`\n`-terminated, UTF-8), keys always in this order:
 //!
 //! ```json
-//! {"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-…","key_id":"demo-2026","mechanism":"dp","epsilon":"1","delta":"0.0000002","prev":"…64 hex…","hash":"…64 hex…"}
+//! {"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-…","key_id":"demo-2026","mechanism":"dp","protection":"{\"method\":\"differential_privacy\",…}","epsilon":"1","delta":"0.0000002","prev":"…64 hex…","hash":"…64 hex…"}
 //! ```
 //!
 //! | key | meaning |
@@ -41,6 +41,7 @@
 //! | `release_id` | digest of everything the release depends on; for `migrated`, the legacy `input_digest` |
 //! | `key_id` | the key the release was made with; empty for `migrated` |
 //! | `mechanism` | `dp` (kind `spend`), `cell_key` (kind `release`), `legacy` (kind `migrated`) |
+//! | `protection` | how the release was protected: the perturbation's JSON as in the file's `logveil.perturbation` (`legacy` for migrated records) |
 //! | `epsilon`, `delta` | exact rationals as strings: `"0.5"`, `"1/3"`, `"0.0000002"` |
 //! | `legacy_sha256` | `migrated` only: SHA-256 (hex) of the legacy ledger file it came from (`sha256sum <file>.migrated`) |
 //! | `prev` | BLAKE3 (hex) of the previous line's bytes without its `\n`; 64 zeros in the first record |
@@ -159,6 +160,9 @@ pub struct Spend {
     /// The key the release was made with (required for `Dp` and `CellKey`).
     pub key_id: String,
     pub mechanism: Mechanism,
+    /// How the release was protected, as the release protocol describes it (the
+    /// perturbation table's JSON for cell-key releases): a re-release must use the same.
+    pub protection: String,
     pub epsilon: Rational,
     pub delta: Rational,
 }
@@ -184,6 +188,9 @@ pub struct Record {
     pub release_id: String,
     pub key_id: String,
     pub mechanism: Mechanism,
+    /// How the release was protected, as the release protocol describes it (the
+    /// perturbation table's JSON for cell-key releases): a re-release must use the same.
+    pub protection: String,
     pub epsilon: Rational,
     pub delta: Rational,
     /// `migrated` only: SHA-256 (hex) of the legacy ledger file.
@@ -204,6 +211,7 @@ impl Record {
             release_id: self.release_id.clone(),
             key_id: self.key_id.clone(),
             mechanism: self.mechanism,
+            protection: self.protection.clone(),
             epsilon: self.epsilon,
             delta: self.delta,
         }
@@ -221,6 +229,7 @@ impl Record {
             release_id: &self.release_id,
             key_id: &self.key_id,
             mechanism: self.mechanism,
+            protection: &self.protection,
             epsilon: self.epsilon,
             delta: self.delta,
             legacy_sha256: self.legacy_sha256.as_deref(),
@@ -236,6 +245,7 @@ impl Record {
             release_id: &self.release_id,
             key_id: &self.key_id,
             mechanism: self.mechanism,
+            protection: &self.protection,
             epsilon: self.epsilon,
             delta: self.delta,
         }
@@ -251,6 +261,7 @@ impl Spend {
             release_id: &self.release_id,
             key_id: &self.key_id,
             mechanism: self.mechanism,
+            protection: &self.protection,
             epsilon: self.epsilon,
             delta: self.delta,
         }
@@ -266,6 +277,7 @@ struct Identity<'a> {
     release_id: &'a str,
     key_id: &'a str,
     mechanism: Mechanism,
+    protection: &'a str,
     epsilon: Rational,
     delta: Rational,
 }
@@ -283,6 +295,7 @@ struct Body<'a> {
     release_id: &'a str,
     key_id: &'a str,
     mechanism: Mechanism,
+    protection: &'a str,
     epsilon: Rational,
     delta: Rational,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -692,6 +705,15 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// Whether `state_dir` holds a ledger file for `audience` (without creating anything).
+    pub fn has_audience(state_dir: &Path, audience: &str) -> bool {
+        check_audience(audience).is_ok()
+            && state_dir
+                .join("ledger")
+                .join(format!("{audience}.jsonl"))
+                .exists()
+    }
+
     /// Opens the ledger of `state_dir`, creating `state_dir/ledger` (mode 0700) if missing;
     /// an existing one accessible to group or others is refused. Reads nothing yet.
     pub fn open(state_dir: &Path) -> Result<Self, LedgerError> {
@@ -997,6 +1019,7 @@ impl Ledger {
                 release_id: spend.release_id.clone(),
                 key_id: spend.key_id.clone(),
                 mechanism: spend.mechanism,
+                protection: spend.protection.clone(),
                 epsilon: spend.epsilon,
                 delta: spend.delta,
                 legacy_sha256: legacy.map(str::to_owned),
@@ -1069,6 +1092,7 @@ impl Ledger {
                     release_id: s.input_digest,
                     key_id: String::new(),
                     mechanism: Mechanism::Legacy,
+                    protection: "legacy".to_owned(),
                     epsilon: s.epsilon,
                     delta: s.delta,
                 };
@@ -1224,6 +1248,7 @@ mod tests {
             release_id: format!("lvr1-{seq}"),
             key_id: "demo-2026".into(),
             mechanism: Mechanism::Dp,
+            protection: r#"{"method":"differential_privacy"}"#.into(),
             epsilon: Rational::ONE,
             delta: Rational::parse("2e-7").unwrap(),
             legacy_sha256: None,
@@ -1242,7 +1267,7 @@ mod tests {
     fn documented_form_and_recipe() {
         let r = record(1, GENESIS);
         let l = line(&r);
-        assert!(l.starts_with(r#"{"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-1","key_id":"demo-2026","mechanism":"dp","epsilon":"1","delta":"0.0000002","prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":""#), "{l}");
+        assert!(l.starts_with(r#"{"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-1","key_id":"demo-2026","mechanism":"dp","protection":"{\"method\":\"differential_privacy\"}","epsilon":"1","delta":"0.0000002","prev":"0000000000000000000000000000000000000000000000000000000000000000","hash":""#), "{l}");
         let (rest, hash) = l.rsplit_once(",\"hash\":\"").unwrap();
         assert_eq!(
             blake3::hash(format!("{rest}}}").as_bytes())

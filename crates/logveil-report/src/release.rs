@@ -121,6 +121,16 @@ pub enum ReleaseError {
         first_key: String,
         key: String,
     },
+    #[error(
+        "refusing the run: nothing was written: report `{report}`, partition {partition} was released to audience `{audience}` protected by {first}; a re-release must go through the same protection (now: {now}). Restore the audience's settings in the policy, or release under a new report name"
+    )]
+    ProtectionChanged {
+        audience: String,
+        report: String,
+        partition: String,
+        first: String,
+        now: String,
+    },
     #[error("the ring has no key for partition {partition}")]
     NoKey { partition: String },
     #[error(transparent)]
@@ -203,6 +213,18 @@ pub fn release(
         .map(|(index, day, partition)| plan_and_protect(settings, index, day, partition))
         .collect::<Result<_, _>>()?;
 
+    // A report that is no longer accountable (its audience lost `external`, or the report
+    // became a pseudonymous export) must not re-release, unprotected, a partition that was
+    // released to that audience.
+    for p in &planned {
+        let spec = &reports[p.report];
+        if p.identity.is_none()
+            && Ledger::has_audience(settings.state_dir, &spec.audience)
+        {
+            let ledger = Ledger::open(settings.state_dir).map_err(ReleaseError::Ledger)?;
+            check_rerelease(&ledger, spec, p.day, "", &protection_text(spec))?;
+        }
+    }
     let mut newly: Vec<Spend> = Vec::new();
     if any_accountable {
         let mut ledger = Ledger::open(settings.state_dir).map_err(ReleaseError::Ledger)?;
@@ -219,26 +241,10 @@ pub fn release(
         }
         for p in &planned {
             let spec = &reports[p.report];
-            if spec.perturbation.is_none() || spec.dp.is_some() {
-                continue;
-            }
-            let Some((_, key)) = &p.identity else {
-                continue;
-            };
-            let partition = format_day(p.day);
-            let earlier = ledger
-                .releases_of(&spec.audience, &spec.name, &partition)
-                .map_err(ReleaseError::Ledger)?;
-            if let Some(first) = earlier.iter().find(|r| !r.key_id.is_empty())
-                && first.key_id != *key
+            if let Some((_, key)) = &p.identity
+                && spec.dp.is_none()
             {
-                return Err(ReleaseError::NoiseKeyChanged {
-                    audience: spec.audience.clone(),
-                    report: spec.name.clone(),
-                    partition,
-                    first_key: first.key_id.clone(),
-                    key: key.clone(),
-                });
+                check_rerelease(&ledger, spec, p.day, key, &protection_text(spec))?;
             }
         }
         let spends: Vec<Spend> = planned.iter().filter_map(|p| p.spend.clone()).collect();
@@ -334,6 +340,55 @@ pub fn release(
         reports: summaries,
         outputs,
     })
+}
+
+/// How a report's releases are protected, as written into each file
+/// (`logveil.perturbation`) and each ledger record (`protection`).
+pub fn protection_text(spec: &ReportSpec) -> String {
+    match (&spec.perturbation, &spec.dp) {
+        (Some(method), None) if !spec.visitor_id => method.metadata_json(),
+        (_, Some(_)) => r#"{"method":"differential_privacy"}"#.to_owned(),
+        _ => r#"{"method":"none"}"#.to_owned(),
+    }
+}
+
+/// A partition already released to an audience is re-released only with the same
+/// protection and, for cell-key perturbation, the same noise key (a second, independent
+/// perturbation of the same people could be averaged). `key` is empty for a report that is
+/// no longer accountable: any earlier release then refuses it.
+fn check_rerelease(
+    ledger: &Ledger,
+    spec: &ReportSpec,
+    day: i32,
+    key: &str,
+    protection: &str,
+) -> Result<(), ReleaseError> {
+    let partition = format_day(day);
+    let earlier = ledger
+        .releases_of(&spec.audience, &spec.name, &partition)
+        .map_err(ReleaseError::Ledger)?;
+    let Some(first) = earlier.iter().find(|r| !r.key_id.is_empty()) else {
+        return Ok(());
+    };
+    if key.is_empty() || first.protection != protection {
+        return Err(ReleaseError::ProtectionChanged {
+            audience: spec.audience.clone(),
+            report: spec.name.clone(),
+            partition,
+            first: first.protection.clone(),
+            now: protection.to_owned(),
+        });
+    }
+    if first.mechanism == Mechanism::CellKey && first.key_id != key {
+        return Err(ReleaseError::NoiseKeyChanged {
+            audience: spec.audience.clone(),
+            report: spec.name.clone(),
+            partition,
+            first_key: first.key_id.clone(),
+            key: key.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Refuses a state directory inside an output directory (compared after resolving both
@@ -449,6 +504,7 @@ fn plan_and_protect(
             release_id: id.as_str().to_owned(),
             key_id: key_id.clone(),
             mechanism,
+            protection: protection_text(spec),
             epsilon,
             delta,
         }
@@ -491,14 +547,7 @@ fn provenance(
         ),
         ("logveil.filters".into(), spec.filters.describe()),
         ("logveil.totals".into(), spec.totals.to_string()),
-        (
-            "logveil.perturbation".into(),
-            match (&spec.perturbation, &spec.dp) {
-                (Some(method), None) if !spec.visitor_id => method.metadata_json(),
-                (_, Some(_)) => r#"{"method":"differential_privacy"}"#.to_owned(),
-                _ => r#"{"method":"none"}"#.to_owned(),
-            },
-        ),
+        ("logveil.perturbation".into(), protection_text(spec)),
     ];
     if let Some((id, _)) = &p.identity {
         extra.push(("logveil.release_id".into(), id.as_str().to_owned()));

@@ -26,6 +26,7 @@ fn spend(audience: &str, partition: &str, release_id: &str, epsilon: &str) -> Sp
         release_id: release_id.into(),
         key_id: "demo-2026".into(),
         mechanism: Mechanism::Dp,
+        protection: r#"{"method":"differential_privacy"}"#.to_owned(),
         epsilon: r(epsilon),
         delta: r("1e-7"),
     }
@@ -117,7 +118,7 @@ fn spends_within_budget_are_recorded_in_the_documented_form() {
     let path = ledger_file(dir.path(), "public");
     let l = lines(&path);
     let head = format!(
-        r#"{{"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-a","key_id":"demo-2026","mechanism":"dp","epsilon":"0.3","delta":"0.0000001","prev":"{GENESIS}","hash":""#
+        r#"{{"seq":1,"time":"2026-12-07T10:00:00Z","kind":"spend","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"lvr1-a","key_id":"demo-2026","mechanism":"dp","protection":"{{\"method\":\"differential_privacy\"}}","epsilon":"0.3","delta":"0.0000001","prev":"{GENESIS}","hash":""#
     );
     assert!(l[0].starts_with(&head), "{}", l[0]);
     // The documented recipe, independent of the library's types.
@@ -299,6 +300,7 @@ fn cell_key_releases_are_recorded_free_and_listed_per_partition() {
         release_id: format!("lvr1-{partition}"),
         key_id: key.into(),
         mechanism: Mechanism::CellKey,
+        protection: r#"{"method":"cell_key"}"#.to_owned(),
         epsilon: Rational::ZERO,
         delta: Rational::ZERO,
     };
@@ -386,7 +388,7 @@ fn migrated_legacy_spends_count_and_migrate_twice_imports_nothing() {
     let l = lines(&ledger_file(dir.path(), "public"));
     assert!(
         l[0].contains(&format!(
-            r#""kind":"migrated","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"d1","key_id":"","mechanism":"legacy","epsilon":"0.5","delta":"0.0000001","legacy_sha256":"{digest}","prev":""#
+            r#""kind":"migrated","audience":"public","period":"2026-11","report":"pages_daily_dp","partition":"2026-11-01","release_id":"d1","key_id":"","mechanism":"legacy","protection":"legacy","epsilon":"0.5","delta":"0.0000001","legacy_sha256":"{digest}","prev":""#
         )),
         "{}",
         l[0]
