@@ -27,7 +27,7 @@
 //! day, a total and a total without one cell, yesterday's file and a re-run after one person
 //! withdrew consent — have unrelated cell keys, so their difference carries the noise of both
 //! and is not the exact difference. With the defaults, a one-person difference between two
-//! large cells is exact with probability Σ p(d)² ≈ 0.27 (see [`DEFAULT_MAX_NOISE`]).
+//! large cells is exact with probability Σ p(d)² ≈ 0.19 (see [`DEFAULT_MAX_NOISE`]).
 //!
 //! # Perturbation tables
 //!

@@ -681,7 +681,11 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
             r.partitions
         );
         if let (Some(e), Some(d)) = (&r.epsilon, &r.delta) {
-            let _ = write!(s, "; DP release ε {e}, δ {d}");
+            if r.new_releases == 0 {
+                let _ = write!(s, "; DP: identical to recorded releases, nothing charged");
+            } else {
+                let _ = write!(s, "; DP release ε {e}, δ {d} charged");
+            }
         }
         if let Some(j) = &r.joins {
             let _ = write!(
