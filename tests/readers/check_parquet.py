@@ -23,9 +23,12 @@ METRICS = {"views", "visitors", "bytes", "accounts"}
 REQUIRED_METADATA = [
     "logveil.version", "logveil.report", "logveil.audience", "logveil.purpose",
     "logveil.policy_sha256", "logveil.key_id", "logveil.k_min",
-    "logveil.epsilon", "logveil.delta", "logveil.suppressed_cells",
-    "logveil.complementary_suppression", "logveil.input_sha256", "logveil.legal_class",
+    "logveil.epsilon", "logveil.delta", "logveil.perturbation",
+    "logveil.complementary_suppression", "logveil.legal_class",
 ]
+# Exact counts outside the cells: internal files only (issue #14, no side channels).
+INTERNAL_ONLY_METADATA = ["logveil.suppressed_cells", "logveil.input_sha256"]
+EXTERNAL_AUDIENCES = {"partner", "public"}
 DIMENSION = pa.dictionary(pa.int32(), pa.string())
 
 
@@ -40,6 +43,14 @@ def check_file(path: pathlib.Path):
     for key in REQUIRED_METADATA:
         if key not in meta:
             fail(f"{path}: metadata {key} missing")
+    external = meta["logveil.audience"] in EXTERNAL_AUDIENCES
+    for key in INTERNAL_ONLY_METADATA:
+        if external and key in meta:
+            fail(f"{path}: external file carries {key}")
+        if not external and key not in meta:
+            fail(f"{path}: metadata {key} missing")
+    if external and "logveil.release_id" not in meta:
+        fail(f"{path}: external file without logveil.release_id")
     report = path.parent.parent.name
     if meta["logveil.report"] != report:
         fail(f"{path}: logveil.report={meta['logveil.report']} but directory is {report}")

@@ -34,7 +34,7 @@ use crate::spec::ReportSpec;
 pub const RELEASE_ID_PREFIX: &str = "lvr1-";
 
 const RELEASE_CONTEXT: &[u8] = b"logveil release id v1";
-const DEFINITION_CONTEXT: &[u8] = b"logveil report definition v1";
+const DEFINITION_VERSION: &str = "logveil report definition v1";
 
 /// The identity of one release (see the module docs).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,7 +90,7 @@ impl Encoder {
 /// it is versioned (`logveil report definition v1`).
 pub fn definition_encoding(spec: &ReportSpec) -> Vec<u8> {
     use std::fmt::Write as _;
-    let mut out = String::from("logveil report definition v1\n");
+    let mut out = format!("{DEFINITION_VERSION}\n");
     let mut field = |key: &str, value: &str| {
         let _ = writeln!(out, "{key}={}:{value}", value.len());
     };
@@ -152,10 +152,7 @@ pub fn definition_encoding(spec: &ReportSpec) -> Vec<u8> {
         Some(method) => field("perturbation", &method.metadata_json()),
         None => field("perturbation", "none"),
     }
-    let mut bytes = DEFINITION_CONTEXT.to_vec();
-    bytes.push(b'\n');
-    bytes.extend_from_slice(out.as_bytes());
-    bytes
+    out.into_bytes()
 }
 
 fn bool_text(v: bool) -> &'static str {
@@ -212,4 +209,110 @@ pub fn release_id(
         "{RELEASE_ID_PREFIX}{}",
         e.0.finalize().to_hex().as_str()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use logveil_privacy::{Dimension, Pseudonym, Purpose};
+
+    use super::*;
+    use crate::spec::{Bucket, Filters, LegalClass, Metric};
+
+    fn spec() -> ReportSpec {
+        ReportSpec {
+            name: "demographics_daily".into(),
+            audience: "partner".into(),
+            purpose_name: "anonymous_reporting".into(),
+            purpose: Purpose {
+                description: "vi) anonymous reporting".into(),
+                join_accounts: true,
+                consent: Some(logveil_privacy::ConsentColumn::ConsentResearch),
+                contact: false,
+            },
+            bucket: Bucket::Day,
+            dimensions: vec![Dimension::AgeBand, Dimension::Gender],
+            metrics: vec![Metric::Views, Metric::Visitors],
+            include_bots: false,
+            k_min: 10,
+            visitor_id: false,
+            filters: Filters::default(),
+            totals: false,
+            complementary_suppression: true,
+            dp: None,
+            legal_class: LegalClass::Statistics,
+            external: true,
+            perturbation: None,
+        }
+    }
+
+    fn pseudonym(i: u8) -> Pseudonym {
+        serde_json::from_str(&format!("[{i},1,2,3,4,5,6,7,8,9,10,11,12,13,14,15]")).unwrap()
+    }
+
+    fn cells(order: &[u8]) -> Vec<(CellKey, CellState)> {
+        let mut cell = CellState::default();
+        for i in order {
+            cell.views += 2;
+            cell.visitors.insert(pseudonym(*i), 2);
+        }
+        vec![(
+            CellKey {
+                bucket: 20_393,
+                partition_day: 20_393,
+                dims: vec![Arc::from("30-39"), Arc::from("f")].into_boxed_slice(),
+                visitor: None,
+            },
+            cell,
+        )]
+    }
+
+    /// Pins the encoding: a change here changes every release identity (and so every
+    /// DP noise draw and ledger entry), so it must be a new version, on purpose.
+    #[test]
+    fn release_id_is_pinned() {
+        let id = release_id(&spec(), "demo-2026", 20_393, &cells(&[1, 2, 3]));
+        assert_eq!(
+            id.as_str(),
+            "lvr1-62200917d5d46c52a792bb4c69d23c5c9256ea57ee8c10371411612d0eeabbf4",
+            "the release identity encoding changed"
+        );
+    }
+
+    #[test]
+    fn release_id_depends_on_the_set_not_the_order() {
+        assert_eq!(
+            release_id(&spec(), "k", 1, &cells(&[1, 2, 3])),
+            release_id(&spec(), "k", 1, &cells(&[3, 1, 2]))
+        );
+    }
+
+    #[test]
+    fn a_description_does_not_change_the_identity_but_the_rules_do() {
+        let base = release_id(&spec(), "k", 1, &cells(&[1, 2]));
+        let mut described = spec();
+        described.purpose.description = "edited".into();
+        assert_eq!(release_id(&described, "k", 1, &cells(&[1, 2])), base);
+        let mut stricter = spec();
+        stricter.purpose.contact = true;
+        assert_ne!(release_id(&stricter, "k", 1, &cells(&[1, 2])), base);
+        assert_ne!(release_id(&spec(), "other-key", 1, &cells(&[1, 2])), base);
+        assert_ne!(release_id(&spec(), "k", 2, &cells(&[1, 2])), base);
+        assert_ne!(release_id(&spec(), "k", 1, &cells(&[1, 2, 3])), base);
+        let mut k = spec();
+        k.k_min = 11;
+        assert_ne!(release_id(&k, "k", 1, &cells(&[1, 2])), base);
+    }
+
+    #[test]
+    fn the_definition_encoding_is_versioned_text() {
+        let text = String::from_utf8(definition_encoding(&spec())).unwrap();
+        assert!(text.starts_with("logveil report definition v1\n"), "{text}");
+        assert!(text.contains("dimensions=15:age_band,gender\n"), "{text}");
+        assert!(
+            !text.contains("anonymous reporting"),
+            "descriptions stay out: {text}"
+        );
+    }
 }

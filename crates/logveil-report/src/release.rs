@@ -55,9 +55,9 @@ pub struct ReleaseSettings<'a> {
     /// any override): a ledger published with the reports, or replaced with them, is no
     /// ledger.
     pub output_dirs: &'a [PathBuf],
-    /// A ledger of the old layout (`OUT/privacy-ledger.json`, or `[output] ledger`) to
-    /// migrate into the state directory if it exists.
-    pub legacy_ledger: Option<&'a Path>,
+    /// Where ledgers of the old layout may be (`OUT/privacy-ledger.json`, `[output]
+    /// ledger`): each that exists is migrated into the state directory.
+    pub legacy_ledgers: &'a [PathBuf],
     /// Digest of the run's inputs, for internal files only (`logveil.input_sha256`).
     pub input_sha256: Option<&'a str>,
 }
@@ -218,9 +218,7 @@ pub fn release(
     // released to that audience.
     for p in &planned {
         let spec = &reports[p.report];
-        if p.identity.is_none()
-            && Ledger::has_audience(settings.state_dir, &spec.audience)
-        {
+        if p.identity.is_none() && Ledger::has_audience(settings.state_dir, &spec.audience) {
             let ledger = Ledger::open(settings.state_dir).map_err(ReleaseError::Ledger)?;
             check_rerelease(&ledger, spec, p.day, "", &protection_text(spec))?;
         }
@@ -228,7 +226,7 @@ pub fn release(
     let mut newly: Vec<Spend> = Vec::new();
     if any_accountable {
         let mut ledger = Ledger::open(settings.state_dir).map_err(ReleaseError::Ledger)?;
-        if let Some(legacy) = settings.legacy_ledger.filter(|p| p.exists()) {
+        for legacy in settings.legacy_ledgers.iter().filter(|p| p.exists()) {
             let imported = ledger
                 .migrate_legacy(legacy)
                 .map_err(ReleaseError::Ledger)?;

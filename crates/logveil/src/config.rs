@@ -539,9 +539,10 @@ pub struct Pipeline {
     /// The configured output directory (before any `--out`): a DP run refuses a state
     /// directory under it as under the override.
     pub configured_out_dir: PathBuf,
-    /// A ledger of the old layout (`[output] ledger`, default `privacy-ledger.json` in the
-    /// output directory), migrated into the state directory when found.
-    pub legacy_ledger: PathBuf,
+    /// Where ledgers of the old layout may be (`[output] ledger`, else
+    /// `privacy-ledger.json` in the configured output directory and in a `--out` override):
+    /// each one found is migrated into the state directory.
+    pub legacy_ledgers: Vec<PathBuf>,
     /// `[scaleout]`: site, partitions, partials location, windows and replays.
     pub scaleout: crate::scaleout::ScaleoutSettings,
 }
@@ -911,10 +912,17 @@ impl Pipeline {
             },
             policy,
             accounts,
-            legacy_ledger: file.output.ledger.as_ref().map_or_else(
-                || configured_out_dir.join("privacy-ledger.json"),
-                |l| clean(&base.join(l)),
-            ),
+            legacy_ledgers: {
+                let mut legacy = vec![
+                    configured_out_dir.join("privacy-ledger.json"),
+                    out_dir.join("privacy-ledger.json"),
+                ];
+                if let Some(l) = &file.output.ledger {
+                    legacy.push(clean(&base.join(l)));
+                }
+                legacy.dedup();
+                legacy
+            },
             state_dir,
             configured_out_dir,
             out_dir,

@@ -62,7 +62,7 @@ pub fn publish_some(
         out_dir: &pipeline.out_dir,
         state_dir: &pipeline.state_dir,
         output_dirs: &output_dirs,
-        legacy_ledger: Some(&pipeline.legacy_ledger),
+        legacy_ledgers: &pipeline.legacy_ledgers,
         input_sha256: ctx.input_sha256.as_deref(),
     };
     let released = release(&settings, states)

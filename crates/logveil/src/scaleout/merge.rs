@@ -144,8 +144,10 @@ async fn merge_once(args: &MergeArgs) -> Result<Summary> {
     // ledgers live in the state directory, whatever the output.)
     let configured = Pipeline::load(&args.pipeline, &Overrides::default())?;
     if staging.is_some() {
-        // Staged files are uploaded: the old-layout ledger to migrate is the configured one.
-        pipeline.legacy_ledger = configured.legacy_ledger.clone();
+        // Staged files are uploaded: the old-layout ledgers to migrate are the configured ones.
+        pipeline
+            .legacy_ledgers
+            .clone_from(&configured.legacy_ledgers);
     }
     let pipeline = pipeline;
     let settings = &pipeline.scaleout;

@@ -5,7 +5,9 @@
 #[path = "../../../logveil-accounts/tests/support/postgres_cluster.rs"]
 mod postgres_cluster;
 
-use crate::util::{Run, assert_matches_truth, bin, files_under, repo, report_rows, run_daily};
+use crate::util::{
+    Run, assert_matches_truth, bin, files_under, privacy_state_beside, repo, report_rows, run_daily,
+};
 
 /// What must not depend on the source: the report, its join counts, the load counts.
 fn comparable(run: &Run) -> (Vec<serde_json::Value>, serde_json::Value, serde_json::Value) {
@@ -33,6 +35,8 @@ fn run_with_accounts(spec: &str, env: &[(&str, &str)]) -> Run {
         .arg(&out_dir)
         .arg("--summary")
         .arg(&summary_path)
+        .arg("--privacy-state")
+        .arg(privacy_state_beside(&out_dir))
         .output()
         .unwrap();
     assert!(
@@ -106,12 +110,15 @@ fn every_account_source_gives_the_same_demographics() {
 
     // A wrong password: the run fails, saying why, without showing it.
     let wrong = "Wr0ng-Pa55-in-url-7731";
+    let tmp = tempfile::tempdir().unwrap();
     let out = bin()
         .current_dir(repo())
         .args(["run", "pipelines/daily.toml", "--accounts"])
         .arg(cluster.url(postgres_cluster::READER, Some(wrong), "crm_typed"))
         .arg("--out")
-        .arg(tempfile::tempdir().unwrap().path())
+        .arg(tmp.path().join("out"))
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -87,6 +87,8 @@ fn device_and_browser_dimensions_reconcile_with_truth() {
         .arg(&pipeline.0)
         .arg("--out")
         .arg(&out_dir)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     drop(pipeline);

@@ -8,7 +8,9 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::util::{EditedPipeline, Run, bin, project_like, repo, report_rows, sorted, truth};
+use crate::util::{
+    EditedPipeline, Run, bin, privacy_state_beside, project_like, repo, report_rows, sorted, truth,
+};
 
 /// Column index of each flag in `accounts.csv` counted from the end (the flags are the four
 /// last columns and never quoted).
@@ -46,7 +48,8 @@ fn edited_accounts(dir: &Path, edit: impl Fn(&str, &mut [&str; 4])) -> String {
     format!("csv:{}", path.display())
 }
 
-/// Runs `pipeline` (default `pipelines/daily.toml`) with `extra` arguments into `out_dir`.
+/// Runs `pipeline` (default `pipelines/daily.toml`) with `extra` arguments into `out_dir`,
+/// with the privacy state beside it (runs into the same directory share their ledgers).
 pub fn run_pipeline(pipeline: Option<&Path>, out_dir: &Path, extra: &[&str]) -> Run {
     let tmp = tempfile::tempdir().unwrap();
     let summary_path = tmp.path().join("summary.json");
@@ -59,6 +62,8 @@ pub fn run_pipeline(pipeline: Option<&Path>, out_dir: &Path, extra: &[&str]) -> 
         .arg(out_dir)
         .arg("--summary")
         .arg(&summary_path)
+        .arg("--privacy-state")
+        .arg(privacy_state_beside(out_dir))
         .args(extra)
         .output()
         .unwrap();

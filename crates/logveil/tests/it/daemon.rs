@@ -187,6 +187,8 @@ struct Setup {
     logs: PathBuf,
     out: PathBuf,
     state: PathBuf,
+    /// `--privacy-state`: the audiences' ledgers, kept across restarts like `state`.
+    privacy: PathBuf,
     daemon_log: PathBuf,
     summary: PathBuf,
 }
@@ -199,6 +201,7 @@ impl Setup {
             logs: root.join("logs"),
             out: root.join("out"),
             state: root.join("state"),
+            privacy: root.join("privacy-state"),
             daemon_log: root.join("daemon.log"),
             summary: root.join("summary.json"),
             _tmp: tmp,
@@ -224,6 +227,8 @@ impl Setup {
             .arg(&self.out)
             .arg("--state")
             .arg(&self.state)
+            .arg("--privacy-state")
+            .arg(&self.privacy)
             .arg("--summary")
             .arg(&self.summary)
             .args(extra)

@@ -1,11 +1,15 @@
 //! Disclosure control through the real binary (#6): `pipelines/external.toml` with
 //! complementary suppression and totals, differential privacy with thresholded and public
-//! keys, filters; provenance in every file; the budget ledger.
+//! keys, filters; provenance in every file; the budget ledger (per audience, in the privacy
+//! state directory: each run here gets one beside its output directory).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::util::{EditedPipeline, bin, check_pipeline, key_value_metadata, repo, report_rows};
+use crate::util::{
+    EditedPipeline, bin, check_pipeline, key_value_metadata, ledger_records, privacy_state_beside,
+    repo, report_rows,
+};
 
 struct ExternalRun {
     _tmp: tempfile::TempDir,
@@ -21,17 +25,19 @@ fn run_external(
     let tmp = tempfile::tempdir().unwrap();
     let out = out.map_or_else(|| tmp.path().join("out"), Path::to_path_buf);
     let summary = tmp.path().join("summary.json");
-    let output = bin()
-        .current_dir(repo())
+    let mut cmd = bin();
+    cmd.current_dir(repo())
         .arg("run")
         .arg(pipeline)
         .arg("--out")
         .arg(&out)
         .arg("--summary")
         .arg(&summary)
-        .args(extra)
-        .output()
-        .unwrap();
+        .args(extra);
+    if !extra.contains(&"--privacy-state") {
+        cmd.arg("--privacy-state").arg(privacy_state_beside(&out));
+    }
+    let output = cmd.output().unwrap();
     let summary = std::fs::read(&summary)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
@@ -114,19 +120,43 @@ fn every_file_states_its_protection() {
                 "{report}: {key}"
             );
         }
-        let suppressed: u64 = kv["logveil.suppressed_cells"].parse().unwrap();
-        if report == "demographics_totals_daily" {
-            assert!(
-                suppressed > 0,
-                "small demographic cells exist in the samples"
-            );
-            let joins: serde_json::Value =
-                serde_json::from_str(&kv["logveil.join_outcomes"]).unwrap();
-            assert!(joins["joined"].as_u64().unwrap() > 0, "{joins}");
-        }
+        let perturbation: serde_json::Value =
+            serde_json::from_str(&kv["logveil.perturbation"]).unwrap();
+        let method = match report {
+            "demographics_totals_daily" => "cell_key",
+            "not_found_daily" => "none",
+            _ => "differential_privacy",
+        };
+        assert_eq!(perturbation["method"], method, "{report}: {perturbation}");
         assert!(kv["logveil.disclosure"].len() > 10);
-        digests.insert(kv["logveil.input_sha256"].clone());
+        if report == "not_found_daily" {
+            // Internal: the exact counts outside the cells stay, for staff.
+            let _: u64 = kv["logveil.suppressed_cells"].parse().unwrap();
+            digests.insert(kv["logveil.input_sha256"].clone());
+            assert!(!kv.contains_key("logveil.release_id"), "{report}");
+        } else {
+            // External: no count that bypassed the cells' protection; a release identity.
+            for key in [
+                "logveil.suppressed_cells",
+                "logveil.input_sha256",
+                "logveil.join_outcomes",
+            ] {
+                assert!(!kv.contains_key(key), "{report}: {key} in an external file");
+            }
+            assert!(
+                kv["logveil.release_id"].starts_with("lvr1-"),
+                "{report}: {:?}",
+                kv.get("logveil.release_id")
+            );
+        }
     }
+    // The counts external files no longer carry are in the run summary, for the operator.
+    let s = &run.summary["reports"]["demographics_totals_daily"];
+    assert!(
+        s["cells_suppressed"].as_u64().unwrap() > 0,
+        "small demographic cells exist in the samples: {s}"
+    );
+    assert!(s["joins"]["joined"].as_u64().unwrap() > 0, "{s}");
     assert_eq!(digests.len(), 1, "one input list per run");
     let digest = digests.into_iter().next().unwrap();
     assert_eq!(digest.len(), 64);
@@ -136,13 +166,17 @@ fn every_file_states_its_protection() {
 #[test]
 fn thresholds_totals_and_filters_hold_on_the_samples() {
     let run = external();
-    // Partner (k = 10): every printed cell and total has ≥ 10 visitors; totals are marked
-    // and leave the dimensions they sum over null.
+    // Partner (k = 10 on the true counts, then cell-key noise of at most ±max_noise): every
+    // printed cell and total has ≥ 10 − max_noise visitors; totals are marked and leave the
+    // dimensions they sum over null.
     let demo = report_rows(&run.out, "demographics_totals_daily");
     assert!(!demo.is_empty());
+    let (max_noise, _) = crate::util::cell_key_parameters(
+        &parquet_files(&run.out.join("demographics_totals_daily"))[0],
+    );
     let mut totals = BTreeMap::new();
     for row in &demo {
-        assert!(row["visitors"].as_u64().unwrap() >= 10, "{row}");
+        assert!(row["visitors"].as_u64().unwrap() + max_noise >= 10, "{row}");
         match row["total"].as_str() {
             None => assert!(
                 row["age_band"].is_string() && row["gender"].is_string(),
@@ -204,13 +238,16 @@ fn a_rerun_reproduces_the_release_and_spends_nothing_new() {
     );
     let rows1 = report_rows(&out, "pages_daily_dp");
     let devices1 = report_rows(&out, "devices_hourly_dp");
-    let ledger = out.join("privacy-ledger.json");
+    let state = privacy_state_beside(&out);
+    let ledger = state.join("ledger/public.jsonl");
     let ledger1 = std::fs::read(&ledger).unwrap();
-    let spends: serde_json::Value = serde_json::from_slice(&ledger1).unwrap();
+    let spends = ledger_records(&state, "public");
+    assert_eq!(spends.len(), 4, "2 DP reports × 2 days: {spends:?}");
+    assert!(spends.iter().all(|r| r["kind"] == "spend"), "{spends:?}");
     assert_eq!(
-        spends["spends"].as_array().unwrap().len(),
-        4,
-        "2 DP reports × 2 days"
+        ledger_records(&state, "partner").len(),
+        2,
+        "the partner report's 2 days are recorded (cell key, no ε)"
     );
     assert_eq!(
         run1.summary["reports"]["devices_hourly_dp"]["epsilon"],
@@ -231,19 +268,25 @@ fn a_rerun_reproduces_the_release_and_spends_nothing_new() {
         "a re-run spends nothing"
     );
 
-    // Other input (one day only): a new release, charged again.
-    let (third, _run3) = run_external(
-        pipeline,
-        Some(&out),
-        &["--input", "sample-logs/access-2026-11-01.log"],
+    // Other input (the first half of day 1 only): day 1's true state differs, so it is a
+    // new release, charged again for both DP reports; day 2 is not released at all.
+    let day1 = crate::util::sample("access-2026-11-01.log");
+    let lines: Vec<&[u8]> = day1.split_inclusive(|b| *b == b'\n').collect();
+    let half = tmp.path().join("access-2026-11-01-half.log");
+    std::fs::write(&half, lines[..lines.len() / 2].concat()).unwrap();
+    let (third, _run3) = run_external(pipeline, Some(&out), &["--input", half.to_str().unwrap()]);
+    assert!(
+        third.status.success(),
+        "{}",
+        String::from_utf8_lossy(&third.stderr)
     );
-    assert!(third.status.success());
-    let spends: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&ledger).unwrap()).unwrap();
-    assert_eq!(
-        spends["spends"].as_array().unwrap().len(),
-        6,
-        "2 more spends"
+    let spends = ledger_records(&state, "public");
+    assert_eq!(spends.len(), 6, "2 more spends: {spends:?}");
+    assert!(
+        spends[4..]
+            .iter()
+            .all(|r| r["kind"] == "spend" && r["partition"] == "2026-11-01"),
+        "{spends:?}"
     );
 }
 
@@ -268,7 +311,13 @@ fn a_run_past_the_budget_is_refused_and_writes_nothing() {
     );
     assert!(stderr.contains("nothing was written"), "{stderr}");
     assert!(parquet_files(&run.out).is_empty(), "no report file at all");
-    assert!(!run.out.join("privacy-ledger.json").exists());
+    let state = privacy_state_beside(&run.out);
+    for audience in ["public", "partner"] {
+        assert!(
+            ledger_records(&state, audience).is_empty(),
+            "{audience}: nothing recorded"
+        );
+    }
 }
 
 #[test]

@@ -13,11 +13,14 @@ const EXPORT: &str = "\n[[report]]\nname = \"visitor_pages\"\naudience = \"secur
 fn export_has_one_row_per_visitor_and_page_and_no_pseudonym_statistics() {
     let pipeline = EditedPipeline::new("export", |p| format!("{p}{EXPORT}"));
     let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
     let out = bin()
         .arg("run")
         .arg(&pipeline.0)
         .arg("--out")
-        .arg(tmp.path())
+        .arg(&out_dir)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     assert!(
@@ -25,7 +28,7 @@ fn export_has_one_row_per_visitor_and_page_and_no_pseudonym_statistics() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let rows = report_rows(tmp.path(), "visitor_pages");
+    let rows = report_rows(&out_dir, "visitor_pages");
     let truth = truth();
     for day in truth["reports"]["visitors_daily"].as_array().unwrap() {
         let date = day["date"].as_str().unwrap();
@@ -48,8 +51,8 @@ fn export_has_one_row_per_visitor_and_page_and_no_pseudonym_statistics() {
         );
         assert!(of_day.iter().all(|r| r["key_id"] == "demo-2026"));
     }
-    for file in files_under(&tmp.path().join("visitor_pages")) {
-        let path = tmp.path().join("visitor_pages").join(file);
+    for file in files_under(&out_dir.join("visitor_pages")) {
+        let path = out_dir.join("visitor_pages").join(file);
         let kv = key_value_metadata(&path);
         assert_eq!(kv["logveil.pseudonymous"], "true");
         assert!(kv["logveil.disclosure"].starts_with("pseudonymous_export"));
@@ -64,7 +67,7 @@ fn export_has_one_row_per_visitor_and_page_and_no_pseudonym_statistics() {
         }
     }
     // The aggregate reports of the same run are unchanged.
-    assert_eq!(report_rows(tmp.path(), "visitors_daily").len(), 2);
+    assert_eq!(report_rows(&out_dir, "visitors_daily").len(), 2);
 }
 
 #[test]

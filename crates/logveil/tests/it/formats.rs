@@ -215,6 +215,8 @@ fn run_format(
         .arg(tmp.path().join("out"))
         .arg("--summary")
         .arg(&summary)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     assert!(

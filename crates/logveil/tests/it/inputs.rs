@@ -75,6 +75,7 @@ fn hostile_bytes_are_counted_never_a_crash() {
 
 #[test]
 fn missing_input_fails_loudly() {
+    let tmp = tempfile::tempdir().unwrap();
     let out = bin()
         .current_dir(repo())
         .args([
@@ -84,7 +85,9 @@ fn missing_input_fails_loudly() {
             "no/such/*.log",
             "--out",
         ])
-        .arg(tempfile::tempdir().unwrap().path())
+        .arg(tmp.path().join("out"))
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -106,11 +109,14 @@ fn timezone_moves_daily_partitions() {
     )
     .unwrap();
     let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
     let out = bin()
         .arg("run")
         .arg(&path)
         .arg("--out")
-        .arg(tmp.path())
+        .arg(&out_dir)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     std::fs::remove_file(&path).unwrap();
@@ -120,7 +126,7 @@ fn timezone_moves_daily_partitions() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Two UTC days at +09:00 span three local days; views are conserved.
-    let rows = report_rows(tmp.path(), "visitors_daily");
+    let rows = report_rows(&out_dir, "visitors_daily");
     let dates: Vec<&str> = rows.iter().map(|r| r["date"].as_str().unwrap()).collect();
     assert_eq!(dates, ["2026-11-01", "2026-11-02", "2026-11-03"]);
     let views: i64 = rows.iter().map(|r| r["views"].as_i64().unwrap()).sum();
@@ -133,7 +139,7 @@ fn timezone_moves_daily_partitions() {
     assert_eq!(views, truth_views);
     // Hourly rows are still UTC instants; only their partition moves.
     assert_eq!(
-        report_rows(tmp.path(), "page_views_hourly").len(),
+        report_rows(&out_dir, "page_views_hourly").len(),
         truth()["reports"]["page_views_hourly"]
             .as_array()
             .unwrap()

@@ -47,6 +47,8 @@ fn keygen_makes_private_key_that_run_uses() {
         .arg(&path)
         .arg("--out")
         .arg(&out_dir)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     std::fs::remove_file(&path).unwrap();

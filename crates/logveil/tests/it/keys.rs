@@ -67,6 +67,8 @@ fn rotation_mid_run_switches_keys_by_event_day_and_keeps_every_count() {
         .arg(&pipeline.0)
         .arg("--out")
         .arg(&out_dir)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     assert!(
@@ -105,6 +107,8 @@ fn lines_before_the_first_key_are_rejected_as_no_key() {
         .arg(tmp.path().join("out"))
         .arg("--summary")
         .arg(&summary)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     assert!(

@@ -484,6 +484,8 @@ fn looked_up_ids_are_the_ids_of_visitor_id_exports() {
             .arg(&s.pipeline.0)
             .arg("--out")
             .arg(&out)
+            .arg("--privacy-state")
+            .arg(s.log.with_file_name("privacy-state"))
             .output()
             .unwrap(),
     );

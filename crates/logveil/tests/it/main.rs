@@ -17,6 +17,7 @@ mod lookup;
 mod nats;
 mod privacy;
 mod readers;
+mod releases;
 mod rerun;
 mod rotation;
 mod s3;

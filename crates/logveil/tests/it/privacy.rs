@@ -110,6 +110,8 @@ fn check_and_errors_do_not_echo_key_material() {
         .arg(&pipeline_path)
         .arg("--out")
         .arg(tmp.path().join("o"))
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     std::fs::remove_file(&pipeline_path).unwrap();

@@ -63,6 +63,8 @@ fn utm_values_and_page_groups_come_out_and_query_pii_does_not() {
         .arg(&out_dir)
         .arg("--summary")
         .arg(&summary_path)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     assert!(

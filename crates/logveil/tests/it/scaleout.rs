@@ -219,6 +219,11 @@ impl Scaleout {
         ]
     }
 
+    /// Merge's privacy state (the audiences' ledgers): the test's own, kept across merges.
+    fn privacy_state(&self) -> PathBuf {
+        self.path("privacy-state")
+    }
+
     fn proc_log(&self, name: &str) -> PathBuf {
         let dir = self.path("logs");
         std::fs::create_dir_all(&dir).unwrap();
@@ -287,6 +292,10 @@ impl Scaleout {
     /// watermarks passed them all). Returns what it printed and its summary.
     fn merge(&self) -> (Output, serde_json::Value) {
         let mut args = self.common("merge");
+        args.extend([
+            "--privacy-state".to_owned(),
+            self.privacy_state().display().to_string(),
+        ]);
         if let Some((partials, out)) = &self.locations {
             args.extend(["--partials".to_owned(), partials.display().to_string()]);
             args.extend(["--out".to_owned(), out.display().to_string()]);

@@ -2,7 +2,8 @@
 //! `SeaweedFS`, see `s3`), events through a throwaway `nats-server -js` (see `nats`). The
 //! reports `logveil merge` puts under `s3://BUCKET/reports` must equal one local `logveil
 //! run` over the same files, cell by cell; partials stay under `partials/`; merging again
-//! rewrites no object; the privacy budget ledger stays on the merging machine.
+//! rewrites no object; the privacy budget ledger stays on the merging machine, in its
+//! privacy state directory (`--privacy-state`), never in the bucket.
 //!
 //! Skipped with a notice when `nats-server` or `weed` is missing (the fixtures' rule), a
 //! failure under CI.
@@ -28,8 +29,9 @@ const SAMPLES: [&str; 2] = ["access-2026-11-01.log", "access-2026-11-02.log"];
 
 /// A differentially private report added to `pipelines/daily.toml`, so that merge charges
 /// the `public` audience's budget and the ledger is written (on this machine, not on S3).
-/// Its keys are a public list, so both runs release the same rows; only the noisy counts
-/// differ (each release has its own noise).
+/// Its keys are a public list, so both runs release the same rows; merge and run give each
+/// window the same release identity, so the same noise: the counts are equal too, and the
+/// run (sharing merge's privacy state) is charged nothing.
 const DP_REPORT: &str = r#"
 [[report]]
 name = "devices_daily_dp"
@@ -40,12 +42,6 @@ dimensions = ["device_class"]
 metrics = ["visitors"]
 public_keys = true
 "#;
-
-/// Reports whose counts carry noise: compared without their metric columns.
-const NOISY: [&str; 1] = ["devices_daily_dp"];
-const METRICS: [&str; 3] = ["views", "visitors", "bytes"];
-
-const LEDGER: &str = "privacy-ledger.json";
 
 /// One `logveil` process, its stdout and stderr in a log file; killed when dropped, so a
 /// failing test leaves nothing running.
@@ -166,17 +162,12 @@ impl Bucket {
     }
 }
 
-/// The rows of one Parquet file as JSON strings, sorted; `drop` columns left out.
-fn file_rows(path: &Path, drop: &[&str]) -> Vec<String> {
+/// The rows of one Parquet file as JSON strings, sorted.
+fn file_rows(path: &Path) -> Vec<String> {
     let mut rows: Vec<String> = read_batches(path)
         .iter()
         .flat_map(batch_rows)
-        .map(|mut row| {
-            for column in drop {
-                row.as_object_mut().unwrap().remove(*column);
-            }
-            row.to_string()
-        })
+        .map(|row| row.to_string())
         .collect();
     rows.sort();
     rows
@@ -238,9 +229,10 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
     std::fs::create_dir(&logs).unwrap();
     let all_logs = || all_logs(&logs, &nats);
 
-    // The pipeline's own output directory is where merge keeps the budget ledger when the
-    // reports go to S3: moved to the temporary directory (nothing lands in the repo).
+    // The pipeline's own output directory, moved to the temporary directory (nothing lands
+    // in the repo); the ledgers are in the privacy state directory, on this machine.
     let local_out = path("merge-local");
+    let privacy = path("privacy-state");
     let pipeline = EditedPipeline::new("scaleout-s3", |p| {
         let edited = p.replace(
             "[output]\ndir = \"../out\"\n",
@@ -350,6 +342,8 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
         let summary_path = path(&format!("merge-{what}.json"));
         let mut args = common("merge");
         args.extend([
+            "--privacy-state".to_owned(),
+            privacy.display().to_string(),
             "--out".to_owned(),
             server.url("reports"),
             "--summary".to_owned(),
@@ -390,6 +384,22 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
     };
     let (_, first) = merge("first");
     let merged = started.elapsed();
+    let ledger_file = privacy.join("ledger/public.jsonl");
+    let ledger_after_merge = std::fs::read(&ledger_file).unwrap_or_else(|e| {
+        panic!(
+            "merge keeps the public audience's ledger at {}: {e}",
+            ledger_file.display()
+        )
+    });
+    let spends = crate::util::ledger_records(&privacy, "public");
+    assert_eq!(
+        spends
+            .iter()
+            .filter(|r| r["kind"] == "spend" && r["report"] == "devices_daily_dp")
+            .count(),
+        2,
+        "merge charged the DP report's two days: {spends:?}"
+    );
 
     // The batch run over the same files, into a local directory.
     let run_out = path("run-out");
@@ -401,7 +411,9 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
         .arg("--out")
         .arg(&run_out)
         .arg("--summary")
-        .arg(&run_summary);
+        .arg(&run_summary)
+        .arg("--privacy-state")
+        .arg(&privacy);
     for input in &inputs {
         run.arg("--input").arg(input);
     }
@@ -432,20 +444,32 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
     );
     let ledgers: Vec<&&String> = keys
         .iter()
-        .filter(|k| k.rsplit('/').next().is_some_and(|n| n.starts_with(LEDGER)))
+        .filter(|k| {
+            let lower = k.to_ascii_lowercase();
+            lower.contains("ledger")
+                || lower.contains("privacy")
+                || Path::new(&lower)
+                    .extension()
+                    .is_some_and(|e| e == "jsonl" || e == "lock")
+        })
         .collect();
     assert!(
         ledgers.is_empty(),
         "a budget ledger (or its lock) on S3: {ledgers:?}"
     );
     assert!(
-        local_out.join(LEDGER).is_file(),
-        "merge keeps the budget ledger at {} (the pipeline's output directory)",
-        local_out.join(LEDGER).display()
+        files_under(&local_out)
+            .iter()
+            .chain(&files_under(&run_out))
+            .all(|f| f.ends_with(".parquet")),
+        "no ledger in an output directory: {:?} {:?}",
+        files_under(&local_out),
+        files_under(&run_out)
     );
-    assert!(
-        run_out.join(LEDGER).is_file(),
-        "the batch run charged its ledger (the DP report is released)"
+    assert_eq!(
+        std::fs::read(&ledger_file).unwrap(),
+        ledger_after_merge,
+        "the batch run of the same windows is the same release as merge's: charged nothing"
     );
 
     // Partials: under partials/, in every partition, listed by batch manifests.
@@ -498,17 +522,13 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
         "only partials, manifests and merge records under partials/: {partial_keys:?}"
     );
 
-    // Reports: exactly the batch run's report files (its ledger and the ledger's lock file
-    // stay local), nothing else.
+    // Reports: exactly the batch run's report files, nothing else.
     let report_keys: Vec<String> = keys
         .iter()
         .filter_map(|k| k.strip_prefix("reports/"))
         .map(str::to_owned)
         .collect();
-    let run_files: Vec<String> = files_under(&run_out)
-        .into_iter()
-        .filter(|f| !f.starts_with(LEDGER))
-        .collect();
+    let run_files: Vec<String> = files_under(&run_out);
     assert!(!run_files.is_empty(), "the batch run wrote no report");
     assert_eq!(
         report_keys, run_files,
@@ -539,12 +559,7 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
     let mut problems = Vec::new();
     let mut cells = 0;
     for f in &run_files {
-        let noisy = NOISY.iter().any(|r| f.starts_with(&format!("{r}/")));
-        let drop: &[&str] = if noisy { &METRICS } else { &[] };
-        let (m, r) = (
-            file_rows(&downloaded.join(f), drop),
-            file_rows(&run_out.join(f), drop),
-        );
+        let (m, r) = (file_rows(&downloaded.join(f)), file_rows(&run_out.join(f)));
         if m != r {
             let only = |x: &[String], y: &[String]| -> Vec<String> {
                 x.iter()
@@ -582,7 +597,7 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
 
     // Merge again: nothing written, no object rewritten (same ETag, time and bytes), the
     // local ledger unchanged.
-    let ledger_before = std::fs::read(local_out.join(LEDGER)).unwrap();
+    let ledger_before = std::fs::read(&ledger_file).unwrap();
     let (again, again_summary) = merge("again");
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(
@@ -610,7 +625,7 @@ fn partials_and_finals_on_s3_equal_a_local_run() {
         "every object has an ETag"
     );
     assert_eq!(
-        std::fs::read(local_out.join(LEDGER)).unwrap(),
+        std::fs::read(&ledger_file).unwrap(),
         ledger_before,
         "second merge: the budget ledger"
     );

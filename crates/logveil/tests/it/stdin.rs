@@ -51,6 +51,8 @@ fn stdin_plain_gzip_and_zstd_give_the_truth() {
                 out_dir.as_os_str(),
                 OsStr::new("--summary"),
                 summary_path.as_os_str(),
+                OsStr::new("--privacy-state"),
+                tmp.path().join("privacy-state").as_os_str(),
             ],
             &bytes,
         );
@@ -93,6 +95,8 @@ fn pipeline_paths_dash_reads_stdin_and_dead_letter_is_relative_to_the_pipeline()
             pipeline.0.as_os_str(),
             OsStr::new("--out"),
             out_dir.as_os_str(),
+            OsStr::new("--privacy-state"),
+            tmp.path().join("privacy-state").as_os_str(),
         ],
         &log,
     );
@@ -133,6 +137,8 @@ fn decompression_bomb_stops_at_the_cap_with_an_error_naming_input_and_cap() {
         .arg(&gz)
         .arg("--out")
         .arg(&out_dir)
+        .arg("--privacy-state")
+        .arg(tmp.path().join("privacy-state"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -156,6 +162,8 @@ fn decompression_bomb_stops_at_the_cap_with_an_error_naming_input_and_cap() {
             OsStr::new("-"),
             OsStr::new("--out"),
             out_dir.as_os_str(),
+            OsStr::new("--privacy-state"),
+            tmp.path().join("privacy-state").as_os_str(),
         ],
         &std::fs::read(&gz).unwrap(),
     );

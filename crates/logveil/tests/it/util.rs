@@ -49,21 +49,27 @@ pub fn run_daily(extra: &[&str]) -> Run {
     run_into(&out_dir, &summary_path, extra, tmp)
 }
 
+/// Runs `logveil run pipelines/daily.toml` into `out_dir`, with the privacy state (the
+/// audiences' ledgers) beside it ([`privacy_state_beside`]) unless `extra` names one: runs
+/// into the same output directory share their ledgers, as an operator's re-runs would.
 pub fn run_into(
     out_dir: &Path,
     summary_path: &Path,
     extra: &[&str],
     tmp: tempfile::TempDir,
 ) -> Run {
-    let output = bin()
-        .current_dir(repo())
+    let mut cmd = bin();
+    cmd.current_dir(repo())
         .args(["run", "pipelines/daily.toml", "--out"])
         .arg(out_dir)
         .arg("--summary")
         .arg(summary_path)
-        .args(extra)
-        .output()
-        .unwrap();
+        .args(extra);
+    if !extra.contains(&"--privacy-state") {
+        cmd.arg("--privacy-state")
+            .arg(privacy_state_beside(out_dir));
+    }
+    let output = cmd.output().unwrap();
     assert!(
         output.status.success(),
         "logveil run failed: {}\n{}",
@@ -77,6 +83,30 @@ pub fn run_into(
         summary,
         _tmp: tmp,
     }
+}
+
+/// The privacy state directory a test gives the runs into `out`: `OUT.privacy-state`, beside
+/// it (never under it: a run with external reports refuses that), so that tests never share
+/// `pipelines/logveil-state/` and runs into the same output directory share their ledgers.
+pub fn privacy_state_beside(out: &Path) -> PathBuf {
+    let mut name = out
+        .file_name()
+        .expect("an output directory name")
+        .to_owned();
+    name.push(".privacy-state");
+    out.with_file_name(name)
+}
+
+/// The records of an audience's ledger (`STATE/ledger/AUDIENCE.jsonl`), one JSON object a
+/// line; none when the file does not exist.
+pub fn ledger_records(state: &Path, audience: &str) -> Vec<serde_json::Value> {
+    let path = state.join("ledger").join(format!("{audience}.jsonl"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", path.display())))
+        .collect()
 }
 
 /// Every file under `dir`, relative, sorted.
@@ -223,11 +253,9 @@ pub fn project_like(
 }
 
 /// Checks a report of the daily pipeline against the generator's truth. Reports for
-/// internal audiences must equal it. `demographics_daily` goes to the external `partner`
-/// audience, where complementary suppression withholds some cells the k-threshold alone
-/// (all the generator knows) would print: there every printed row is a truth row, exactly,
-/// and the truth rows missing are as many as the files' `logveil.suppressed_cells` exceed
-/// the generator's count of cells below k.
+/// internal audiences must equal it, exactly. `demographics_daily` goes to the external
+/// `partner` audience: cell-key perturbation (see [`assert_within_cell_key_noise`]) on the
+/// cells that k (on true counts) and complementary suppression let through.
 pub fn assert_matches_truth(out_dir: &Path, report: &str, what: &str) {
     let truth = truth();
     let expected = sorted(truth["reports"][report].as_array().unwrap());
@@ -239,27 +267,96 @@ pub fn assert_matches_truth(out_dir: &Path, report: &str, what: &str) {
         }
         return;
     }
-    for row in &actual {
-        assert!(
-            expected.contains(row),
-            "{what}: {report}: printed row not in truth: {row}"
-        );
+    assert_within_cell_key_noise(out_dir, report, &expected, what);
+}
+
+/// What a file's `logveil.perturbation` says of cell-key noise: `(max_noise, magnitude)`;
+/// panics unless the method is `cell_key`.
+pub fn cell_key_parameters(file: &Path) -> (u64, f64) {
+    let kv = key_value_metadata(file);
+    let json: serde_json::Value = serde_json::from_str(
+        kv.get("logveil.perturbation")
+            .unwrap_or_else(|| panic!("{}: no logveil.perturbation", file.display())),
+    )
+    .unwrap();
+    assert_eq!(json["method"], "cell_key", "{}: {json}", file.display());
+    (
+        json["max_noise"].as_u64().expect("max_noise"),
+        json["magnitude"].as_f64().expect("magnitude"),
+    )
+}
+
+/// A partner report (cell-key perturbation) against the truth rows of the cells with at
+/// least k true visitors (`expected`, projected like them): every printed row is a truth
+/// cell, printed once; its `visitors` is within ±`max_noise` of the truth (from each file's
+/// `logveil.perturbation`); its `views` within the magnitude noise's bound
+/// `max(⌈magnitude·views⌉, largest visitor's views, max_noise)`, where the largest visitor's
+/// views are at most `views − (visitors − 1)` (every other visitor has a view); and at
+/// least one printed value differs from the truth (the noise is there at all).
+pub fn assert_within_cell_key_noise(
+    out_dir: &Path,
+    report: &str,
+    expected: &[serde_json::Value],
+    what: &str,
+) {
+    let mut printed = Vec::new();
+    for file in files_under(&out_dir.join(report)) {
+        let path = out_dir.join(report).join(&file);
+        let (max_noise, magnitude) = cell_key_parameters(&path);
+        let rows: Vec<serde_json::Value> =
+            read_batches(&path).iter().flat_map(batch_rows).collect();
+        for row in project_like(&rows, expected) {
+            printed.push((row, max_noise, magnitude));
+        }
     }
-    let suppressed: u64 = files_under(&out_dir.join(report))
-        .iter()
-        .map(|f| {
-            key_value_metadata(&out_dir.join(report).join(f))["logveil.suppressed_cells"]
-                .parse::<u64>()
-                .unwrap()
-        })
-        .sum();
-    let below_k = truth["reports"]["demographics_daily_suppressed"]
-        .as_u64()
-        .unwrap();
-    assert_eq!(
-        (expected.len() - actual.len()) as u64,
-        suppressed - below_k,
-        "{what}: {report}: withheld by complementary suppression"
+    assert!(!printed.is_empty(), "{what}: {report}: no row printed");
+    let key_of = |row: &serde_json::Value| -> serde_json::Value {
+        let mut key = row.as_object().unwrap().clone();
+        key.remove("views");
+        key.remove("visitors");
+        serde_json::Value::Object(key)
+    };
+    let mut seen = BTreeSet::new();
+    let mut perturbed = 0;
+    for (row, max_noise, magnitude) in &printed {
+        let key = key_of(row);
+        assert!(
+            seen.insert(key.to_string()),
+            "{what}: {report}: cell printed twice: {row}"
+        );
+        let truth_row = expected
+            .iter()
+            .find(|e| key_of(e) == key)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: {report}: printed cell is not a truth cell with ≥ k visitors: {row}"
+                )
+            });
+        let (tv, pv) = (
+            truth_row["visitors"].as_i64().unwrap(),
+            row["visitors"].as_i64().unwrap(),
+        );
+        assert!(
+            (pv - tv).unsigned_abs() <= *max_noise,
+            "{what}: {report}: visitors {pv}, true {tv}, max_noise {max_noise}: {row}"
+        );
+        if let (Some(tviews), Some(pviews)) = (truth_row["views"].as_i64(), row["views"].as_i64()) {
+            let largest = tviews - (tv - 1);
+            let bound = ((magnitude * tviews as f64).ceil() as i64)
+                .max(largest)
+                .max(*max_noise as i64);
+            assert!(
+                (pviews - tviews).abs() <= bound,
+                "{what}: {report}: views {pviews}, true {tviews}, bound {bound}: {row}"
+            );
+            perturbed += usize::from(pviews != tviews);
+        }
+        perturbed += usize::from(pv != tv);
+    }
+    assert!(
+        perturbed > 0,
+        "{what}: {report}: {} cells printed, every one exactly true: no perturbation",
+        printed.len()
     );
 }
 
@@ -432,7 +529,8 @@ pub fn sample_lines() -> Vec<Vec<u8>> {
     lines
 }
 
-/// `logveil run PIPELINE --input …` into `out`, which must succeed; returns its JSON summary.
+/// `logveil run PIPELINE --input …` into `out` (privacy state beside it, see
+/// [`privacy_state_beside`]), which must succeed; returns its JSON summary.
 pub fn batch_run(
     pipeline: &Path,
     inputs: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
@@ -446,7 +544,9 @@ pub fn batch_run(
         .arg("--out")
         .arg(out)
         .arg("--summary")
-        .arg(&summary);
+        .arg(&summary)
+        .arg("--privacy-state")
+        .arg(privacy_state_beside(out));
     for input in inputs {
         cmd.arg("--input").arg(input);
     }
