@@ -373,3 +373,69 @@ fn disclosure_settings_are_checked_naming_file_and_key() {
         "{out}"
     );
 }
+
+/// `[audience.NAME.cell_key]` errors name the policy file, the key and what is allowed; a
+/// ptable file that does not parse names its line.
+#[test]
+fn cell_key_settings_are_checked_naming_file_and_key() {
+    let bad_table = repo().join("pipelines").join(format!(
+        ".test-ptable-{}-{:?}.csv",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&bad_table, "count,noise,probability\n1,0,0.5\n").unwrap();
+    let table_name = bad_table
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let cases: [(String, &str); 5] = [
+        (
+            "[audience.partner.cell_key]\nmax_noise = 0\n".to_owned(),
+            "audience.partner.cell_key: ",
+        ),
+        (
+            "[audience.partner.cell_key]\nvariance = \"lots\"\n".to_owned(),
+            "audience.partner.cell_key.variance: `lots` is not a number",
+        ),
+        (
+            "[audience.partner.cell_key]\nmagnitude = 2\n".to_owned(),
+            "audience.partner.cell_key.magnitude: 2 is not allowed (allowed: 0 to 1",
+        ),
+        (
+            format!("[audience.partner.cell_key]\nptable = \"{table_name}\"\nmax_noise = 3\n"),
+            "audience.partner.cell_key: give either `ptable` or `max_noise`/`variance`, not both",
+        ),
+        (
+            "[audience.public.cell_key]\nmax_noise = 2\n".to_owned(),
+            "audience.public.cell_key: the audience has [dp]",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let policy = EditedPipeline::of("policy.toml", "bad-cell-key", |p| format!("{p}\n{extra}"));
+        let name = policy.file_name();
+        let pipeline = EditedPipeline::of("external.toml", "bad-cell-key-pipeline", |p| {
+            p.replace("file = \"policy.toml\"", &format!("file = \"{name}\""))
+        });
+        let (ok, out) = check_pipeline(&pipeline.0);
+        assert!(!ok, "{extra}: accepted");
+        assert!(
+            out.contains(&format!("{name}: {needle}")),
+            "missing {needle:?} in:\n{out}"
+        );
+    }
+    let policy = EditedPipeline::of("policy.toml", "bad-ptable", |p| {
+        format!("{p}\n[audience.partner.cell_key]\nptable = \"{table_name}\"\n")
+    });
+    let name = policy.file_name();
+    let pipeline = EditedPipeline::of("external.toml", "bad-ptable-pipeline", |p| {
+        p.replace("file = \"policy.toml\"", &format!("file = \"{name}\""))
+    });
+    let (ok, out) = check_pipeline(&pipeline.0);
+    std::fs::remove_file(&bad_table).unwrap();
+    assert!(!ok, "a ptable whose row does not sum to 1 was accepted");
+    assert!(
+        out.contains(&format!("{name}: audience.partner.cell_key.ptable:")) && out.contains("line"),
+        "{out}"
+    );
+}
