@@ -658,16 +658,34 @@ async fn retire(pipeline: &Pipeline, args: &EdgeArgs, host: String) -> Result<Ex
         &format!("retire/{}", checkpoint::hex(&stamp)),
     );
     for m in messages {
-        js.send_publish(
-            m.subject.clone(),
-            jetstream::message::PublishMessage::build()
-                .payload(m.payload)
-                .message_id(&m.id),
-        )
-        .await
-        .with_context(|| format!("publishing to {}", m.subject))?
-        .await
-        .context("waiting for the server's acknowledgement")?;
+        // A stream another process has just created may not take messages yet ("no
+        // stream found for given subject" from nats-server 2.9): retry a few times, with
+        // the same id (the server keeps one copy).
+        let mut attempt = 0u64;
+        loop {
+            let sent = async {
+                js.send_publish(
+                    m.subject.clone(),
+                    jetstream::message::PublishMessage::build()
+                        .payload(m.payload.clone())
+                        .message_id(&m.id),
+                )
+                .await
+                .with_context(|| format!("publishing to {}", m.subject))?
+                .await
+                .context("waiting for the server's acknowledgement")
+            }
+            .await;
+            match sent {
+                Ok(_) => break,
+                Err(e) if attempt < 5 => {
+                    tracing::warn!(error = %format!("{e:#}"), "retiring: publishing failed; retrying");
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     crate::write_stdout(&format!(
         "edge {host} retired: {} partitions told it has drained\n",
