@@ -1,5 +1,7 @@
 //! Disclosure and Parquet writing of the sample's `page_views_hourly` (`k_min` 1): every
-//! partition disclosed and written (zstd, atomically) to a temporary directory.
+//! partition disclosed and written (zstd, atomically) to a temporary directory; and what
+//! an external release adds to that: its identity (a digest of the true state, every
+//! (cell, visitor) pair) and cell-key perturbation of every cell.
 //!
 //! `cargo bench -p logveil-benches --bench write`
 
@@ -7,7 +9,13 @@ mod common;
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use logveil_accounts::JoinOutcome;
-use logveil_report::disclose::disclose;
+use std::sync::Arc;
+
+use logveil_report::cellkey::{
+    CellKeyMethod, DEFAULT_MAGNITUDE, DEFAULT_MAX_NOISE, DEFAULT_VARIANCE, PTable, RecordKeys,
+};
+use logveil_report::disclose::{Noise, disclose, disclose_with};
+use logveil_report::identity::release_id;
 use logveil_report::write::{Provenance, write_partition};
 use logveil_report::{Calendar, ReportState};
 
@@ -45,6 +53,46 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         );
     });
+    let pairs: u64 = state.cells.values().map(|c| c.visitors.len() as u64).sum();
+    group.throughput(Throughput::Elements(pairs));
+    group.bench_function(
+        "release identity page_views_hourly (per visitor-cell pair)",
+        |b| {
+            let partitions: Vec<_> = state.clone().into_partitions().into_iter().collect();
+            b.iter(|| {
+                for (day, partition) in &partitions {
+                    std::hint::black_box(release_id(&spec, "demo-2026", *day, &partition.cells));
+                }
+            });
+        },
+    );
+    let mut perturbed = spec.clone();
+    perturbed.perturbation = Some(Arc::new(CellKeyMethod {
+        ptable: Arc::new(PTable::generate(DEFAULT_MAX_NOISE, DEFAULT_VARIANCE).unwrap()),
+        magnitude: DEFAULT_MAGNITUDE,
+    }));
+    let keys = RecordKeys::new(&[7; 32], "partner");
+    group.bench_function(
+        "disclose with cell key page_views_hourly (per visitor-cell pair)",
+        |b| {
+            b.iter_batched(
+                || state.clone(),
+                |state| {
+                    for (day, partition) in state.into_partitions() {
+                        let buckets: Vec<i64> = (0..24)
+                            .map(|h| (i64::from(day) * 24 + h) * 3_600_000_000)
+                            .collect();
+                        let noise = Noise::CellKey(&keys);
+                        std::hint::black_box(
+                            disclose_with(&perturbed, partition.cells, &noise, day, &buckets)
+                                .unwrap(),
+                        );
+                    }
+                },
+                BatchSize::LargeInput,
+            );
+        },
+    );
     group.finish();
 }
 

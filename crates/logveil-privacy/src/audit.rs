@@ -20,23 +20,12 @@
 //! | `kind` | `cookie` or `ip`: which identifier was looked up (never its value) |
 //! | `results` | `{key_id, audience, visitor_id}` per result, plus `lines` (matching log lines) for `ip` |
 //! | `prev` | BLAKE3 (hex) of the previous line's bytes without its `\n`; 64 zeros in the first record |
-//! | `hash` | BLAKE3 (hex) of this line without its `"hash"` member (see below) |
+//! | `hash` | BLAKE3 (hex) of this line without its `"hash"` member |
 //!
-//! **Canonical form.** A record is written exactly as `serde_json` serialises it compactly:
-//! no whitespace, the keys in the order above (`lines` only when present), strings in UTF-8
-//! with only `"`, `\` and control characters escaped. `hash` is BLAKE3 over that
-//! serialisation of every member except `hash` — byte for byte the line with its trailing
-//! `,"hash":"…"` removed (`line.rsplit_once(",\"hash\":")` + `}` in any language).
-//! [`verify`] re-serialises each parsed record and refuses a line that is not byte-identical
-//! to the canonical form, so even an edit that does not change the parsed values (a space,
-//! an escape) is found.
-//!
-//! **What the chain proves.** An edit of any byte breaks that record's `hash`; deleting,
-//! inserting or reordering records breaks the next record's `prev` (or its `seq`); a cut-off
-//! last line has no `\n`. Whoever can write the file can still rewrite it from the edit to the
-//! end with fresh hashes, or drop records from its end: keep the head hash that `audit
-//! verify` prints somewhere else (a ticket, another machine) and pass it back with
-//! `--anchor` to prove the log still contains that record unchanged.
+//! Canonical form, `hash`, `prev` and what the chain proves: see [`crate::chain`]. `lines`
+//! is written only when present. [`verify`] checks every line; keep the head hash that
+//! `audit verify` prints somewhere else and pass it back with `--anchor` to prove the log
+//! still contains that record unchanged.
 //!
 //! **Appending** ([`append`]) opens the file with `O_APPEND` (created with mode 0600; an
 //! existing file readable or writable by group or others is refused), takes an exclusive
@@ -44,7 +33,6 @@
 //! intact, writes the new line in one write and fsyncs it.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -52,10 +40,9 @@ use logveil_parse::LogRecord;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::chain::{self, Link, Names};
+pub use crate::chain::{Broken, GENESIS, Problem};
 use crate::client::{ClientPolicy, canonical_client};
-
-/// `prev` of the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// Which identifier a lookup started from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +105,18 @@ struct Body<'a> {
     prev: &'a str,
 }
 
+impl Link for Record {
+    const NAMES: Names = Names::new("audit record", "log");
+
+    fn serialize_body<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.body().serialize(serializer)
+    }
+
+    fn link(&self) -> (u64, &str, &str) {
+        (self.seq, &self.prev, &self.hash)
+    }
+}
+
 impl Record {
     fn body(&self) -> Body<'_> {
         Body {
@@ -132,84 +131,6 @@ impl Record {
         }
     }
 }
-
-/// The canonical serialisation of `body` and its BLAKE3 hash (hex).
-fn canonical(body: &Body<'_>) -> (String, String) {
-    let json = serde_json::to_string(body).expect("an audit record always serialises");
-    let hash = blake3::hash(json.as_bytes()).to_hex().to_string();
-    (json, hash)
-}
-
-/// The full line (without `\n`) for a body serialisation and its hash.
-fn line_with_hash(body_json: &str, hash: &str) -> String {
-    let open = body_json
-        .strip_suffix('}')
-        .expect("a JSON object ends in `}`");
-    format!("{open},\"hash\":\"{hash}\"}}")
-}
-
-fn line_hash(line: &[u8]) -> String {
-    blake3::hash(line).to_hex().to_string()
-}
-
-/// What is wrong with the audit log, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broken {
-    /// 1-based line number in the file.
-    pub line: usize,
-    /// The line's `seq`, when the line is a record.
-    pub record: Option<u64>,
-    pub problem: Problem,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Problem {
-    /// Not JSON, or not an object with exactly the audit record's members.
-    NotARecord(String),
-    /// The last line has no `\n`: the file was cut, or a write was interrupted.
-    Incomplete,
-    /// The `hash` member does not match the rest of the line.
-    HashMismatch,
-    /// The values hash correctly but the bytes are not their canonical serialisation.
-    NotCanonical,
-    /// `prev` is not the hash of the line before (record `previous`).
-    PrevMismatch { previous: u64 },
-    /// The first line's `prev` is not [`GENESIS`]: records before it are gone.
-    NotChainStart,
-    /// The chain links but `seq` is not the previous record's plus one.
-    SeqMismatch { expected: u64 },
-}
-
-impl fmt::Display for Broken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.record {
-            Some(seq) => write!(f, "record {seq} (line {}): ", self.line)?,
-            None => write!(f, "line {}: ", self.line)?,
-        }
-        match &self.problem {
-            Problem::NotARecord(why) => write!(f, "not a JSON audit record ({why})"),
-            Problem::Incomplete => f.write_str(
-                "incomplete record at the end of the log (no newline: the file was cut, or a write was interrupted)",
-            ),
-            Problem::HashMismatch => f.write_str("hash mismatch (edited)"),
-            Problem::NotCanonical => f.write_str("not in canonical form (edited)"),
-            Problem::PrevMismatch { previous } => write!(
-                f,
-                "prev does not match record {previous} (a record was deleted or reordered)"
-            ),
-            Problem::NotChainStart => f.write_str(
-                "prev is not the start of a chain (the records before it were deleted)",
-            ),
-            Problem::SeqMismatch { expected } => write!(
-                f,
-                "seq should be {expected} (a record was deleted, inserted or renumbered)"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Broken {}
 
 /// The audit log could not be read, written or verified. Messages never hold raw identifiers
 /// (the log has none to quote).
@@ -255,82 +176,14 @@ impl Verified {
     }
 }
 
-/// Parses one line and checks it against its own hash and canonical form.
-fn check_line(line: &[u8], number: usize) -> Result<Record, Broken> {
-    let record: Record = serde_json::from_slice(line).map_err(|e| Broken {
-        line: number,
-        record: None,
-        problem: Problem::NotARecord(
-            if e.is_syntax() || e.is_eof() {
-                "malformed JSON"
-            } else {
-                "unexpected, missing or mistyped members"
-            }
-            .to_owned(),
-        ),
-    })?;
-    let broken = |problem| Broken {
-        line: number,
-        record: Some(record.seq),
-        problem,
-    };
-    let (body_json, hash) = canonical(&record.body());
-    if hash != record.hash {
-        return Err(broken(Problem::HashMismatch));
-    }
-    if line_with_hash(&body_json, &hash).as_bytes() != line {
-        return Err(broken(Problem::NotCanonical));
-    }
-    Ok(record)
-}
-
 /// Verifies the contents of an audit log: every record's hash, canonical form, `prev` link
-/// and `seq`. The first problem is returned.
+/// and `seq` ([`chain::verify_lines`]). The first problem is returned.
 pub fn verify_bytes(data: &[u8]) -> Result<Verified, Broken> {
-    let mut verified = Verified::default();
-    if data.is_empty() {
-        return Ok(verified);
-    }
-    let complete = data.ends_with(b"\n");
-    let body = if complete {
-        &data[..data.len() - 1]
-    } else {
-        data
-    };
-    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-    let mut prev_hash = GENESIS.to_owned();
-    let mut prev_seq: Option<u64> = None;
-    for (i, line) in lines.iter().enumerate() {
-        let number = i + 1;
-        if !complete && number == lines.len() {
-            return Err(Broken {
-                line: number,
-                record: None,
-                problem: Problem::Incomplete,
-            });
-        }
-        let record = check_line(line, number)?;
-        let broken = |problem| Broken {
-            line: number,
-            record: Some(record.seq),
-            problem,
-        };
-        if record.prev != prev_hash {
-            return Err(broken(match prev_seq {
-                Some(previous) => Problem::PrevMismatch { previous },
-                None => Problem::NotChainStart,
-            }));
-        }
-        let expected = prev_seq.map_or(1, |s| s + 1);
-        if record.seq != expected {
-            return Err(broken(Problem::SeqMismatch { expected }));
-        }
-        prev_hash = line_hash(line);
-        prev_seq = Some(record.seq);
-        verified.records += 1;
-        verified.hashes.push(record.hash);
-    }
-    Ok(verified)
+    let records = chain::verify_lines::<Record>(data, |_| Ok(()))?.records;
+    Ok(Verified {
+        records: records.len() as u64,
+        hashes: records.into_iter().map(|r| r.hash).collect(),
+    })
 }
 
 /// Reads and verifies an audit log (see [`verify_bytes`]).
@@ -343,29 +196,6 @@ pub fn verify(path: &Path) -> Result<Verified, AuditError> {
         path: path.to_owned(),
         broken,
     })
-}
-
-/// The `seq` and `prev` of the record that follows `data`, after checking that its last
-/// record is whole and intact (the whole chain is [`verify`]'s job).
-fn next_link(data: &[u8]) -> Result<(u64, String), Broken> {
-    if data.is_empty() {
-        return Ok((1, GENESIS.to_owned()));
-    }
-    let lines = memchr::memchr_iter(b'\n', data).count();
-    if !data.ends_with(b"\n") {
-        return Err(Broken {
-            line: lines + 1,
-            record: None,
-            problem: Problem::Incomplete,
-        });
-    }
-    let body = &data[..data.len() - 1];
-    let last = body
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(body, |i| &body[i + 1..]);
-    let record = check_line(last, lines)?;
-    Ok((record.seq + 1, line_hash(last)))
 }
 
 /// Appends one record for `entry` and returns it. The record is on disk (fsynced) when this
@@ -381,23 +211,18 @@ pub fn append(path: &Path, entry: &Entry) -> Result<Record, AuditError> {
         path: path.to_owned(),
         source,
     };
-    let (mut file, created) = open_for_append(path).map_err(io)?;
-    #[cfg(unix)]
-    if !created {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = file.metadata().map_err(io)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(AuditError::Permissions {
-                path: path.to_owned(),
-                mode: mode & 0o7777,
-            });
-        }
+    let (mut file, created) = chain::open_for_append(path).map_err(io)?;
+    if !created && let Some(mode) = chain::group_or_other_mode(&file.metadata().map_err(io)?) {
+        return Err(AuditError::Permissions {
+            path: path.to_owned(),
+            mode,
+        });
     }
     // Held until `file` is dropped: a concurrent lookup waits here, then sees this record.
     file.lock().map_err(io)?;
     let mut data = Vec::new();
     file.read_to_end(&mut data).map_err(io)?;
-    let (seq, prev) = next_link(&data).map_err(|broken| AuditError::Broken {
+    let (seq, prev) = chain::next_link::<Record>(&data).map_err(|broken| AuditError::Broken {
         path: path.to_owned(),
         broken,
     })?;
@@ -412,50 +237,12 @@ pub fn append(path: &Path, entry: &Entry) -> Result<Record, AuditError> {
         prev,
         hash: String::new(),
     };
-    let (body_json, hash) = canonical(&record.body());
-    let mut line = line_with_hash(&body_json, &hash);
+    let (mut line, hash) = chain::seal_record(&record);
     line.push('\n');
     record.hash = hash;
     file.write_all(line.as_bytes()).map_err(io)?;
-    file.sync_all().map_err(io)?;
-    if created {
-        sync_parent(path).map_err(io)?;
-    }
+    chain::sync_appended(&file, path, created).map_err(io)?;
     Ok(record)
-}
-
-/// Opens the log for reading and appending, creating it (mode 0600) if needed.
-fn open_for_append(path: &Path) -> std::io::Result<(File, bool)> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.clone().create_new(true).open(path) {
-        Ok(file) => Ok((file, true)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            options.open(path).map(|f| (f, false))
-        }
-        Err(e) => Err(e),
-    }
-}
-
-/// Makes a new file's directory entry durable.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 /// Now, UTC, as the `time` member writes it: `2026-11-29T10:00:00Z`.
@@ -517,6 +304,7 @@ impl ClientMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::{canonical, line_with_hash};
 
     fn entry(reason: &str, kind: LookupKind) -> Entry {
         Entry {

@@ -13,10 +13,12 @@
 //!   industry, interests); [`area`] maps Japanese postal codes to prefectures.
 //! - [`Policy`] declares purposes and audiences; the pipeline checks every report against it.
 //! - [`audit`] is the hash-chained log of re-identification lookups (`logveil lookup`).
+//! - [`chain`] holds the hash-chained JSON-lines format the audit log and the privacy ledgers share.
 //! - [`wire`] is the versioned binary encoding of event batches (edge → aggregator).
 
 pub mod area;
 pub mod audit;
+pub mod chain;
 pub mod classify;
 pub mod client;
 mod event;

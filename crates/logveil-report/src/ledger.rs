@@ -45,24 +45,16 @@
 //! | `epsilon`, `delta` | exact rationals as strings: `"0.5"`, `"1/3"`, `"0.0000002"` |
 //! | `legacy_sha256` | `migrated` only: SHA-256 (hex) of the legacy ledger file it came from (`sha256sum <file>.migrated`) |
 //! | `prev` | BLAKE3 (hex) of the previous line's bytes without its `\n`; 64 zeros in the first record |
-//! | `hash` | BLAKE3 (hex) of this line without its `"hash"` member (see below) |
+//! | `hash` | BLAKE3 (hex) of this line without its `"hash"` member |
 //!
-//! **Canonical form** (as in the re-identification audit log): a record is written exactly
-//! as `serde_json` serialises it compactly: no whitespace, keys in the order above
-//! (`legacy_sha256` only when present), rationals in the form above. `hash` is BLAKE3 over
-//! the line with its trailing `,"hash":"…"` removed (`line.rsplit_once(",\"hash\":")` + `}`).
-//! [`verify`] re-serialises each parsed record and refuses a line that is not byte-identical
-//! to its canonical form (a space, an escape, `1e-7` for `0.0000001`), a broken hash or
-//! `prev` link, a `seq` gap, a `kind` that does not match its `mechanism`, a record of
-//! another audience, and a last line without `\n` (torn write or cut file).
-//!
-//! **What the chain proves, and what not.** An edit of any byte breaks that record's `hash`;
-//! deleting, inserting or reordering records breaks the next record's `prev` (or `seq`).
-//! Whoever can write the file can still rewrite it from the edit to the end with fresh
-//! hashes, or drop records from its end (which *lowers* what the audience seems to have
-//! received). Keep the head hash that [`verify`] returns somewhere else (a ticket, another
-//! machine) and pass it back as the anchor (`--anchor`) to prove the file still contains
-//! that record unchanged.
+//! Canonical form, `hash`, `prev` and what the chain proves are the rules of the
+//! re-identification audit log: see [`logveil_privacy::chain`]. `legacy_sha256` is written
+//! only when present, rationals in the form above (`1e-7` for `0.0000001` is not canonical).
+//! Besides those rules, [`verify`] refuses a `kind` that does not match its `mechanism`, a
+//! record of another audience and other contradictory members
+//! ([`Problem::Inconsistent`]). Dropping records from the end *lowers* what the audience
+//! seems to have received: keep the head hash that [`verify`] returns somewhere else and pass
+//! it back as the anchor (`--anchor`) to prove the file still contains that record unchanged.
 //!
 //! # Spending
 //!
@@ -101,13 +93,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
+use logveil_privacy::chain::{self, Link, Names, sync_parent};
+pub use logveil_privacy::chain::{Broken, GENESIS, Problem};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::dp::Rational;
-
-/// `prev` of the first record.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// The longest audience name accepted.
 pub const MAX_AUDIENCE_LEN: usize = 64;
@@ -252,6 +243,18 @@ impl Record {
     }
 }
 
+impl Link for Record {
+    const NAMES: Names = Names::new("ledger record", "ledger");
+
+    fn serialize_body<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.body().serialize(serializer)
+    }
+
+    fn link(&self) -> (u64, &str, &str) {
+        (self.seq, &self.prev, &self.hash)
+    }
+}
+
 impl Spend {
     fn identity(&self) -> Identity<'_> {
         Identity {
@@ -302,88 +305,6 @@ struct Body<'a> {
     legacy_sha256: Option<&'a str>,
     prev: &'a str,
 }
-
-/// The canonical serialisation of `body` and its BLAKE3 hash (hex).
-fn canonical(body: &Body<'_>) -> (String, String) {
-    let json = serde_json::to_string(body).expect("a ledger record always serialises");
-    let hash = blake3::hash(json.as_bytes()).to_hex().to_string();
-    (json, hash)
-}
-
-/// The full line (without `\n`) for a body serialisation and its hash.
-fn line_with_hash(body_json: &str, hash: &str) -> String {
-    let open = body_json
-        .strip_suffix('}')
-        .expect("a JSON object ends in `}`");
-    format!("{open},\"hash\":\"{hash}\"}}")
-}
-
-fn line_hash(line: &[u8]) -> String {
-    blake3::hash(line).to_hex().to_string()
-}
-
-/// What is wrong with a ledger file, and where.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Broken {
-    /// 1-based line number in the file.
-    pub line: usize,
-    /// The line's `seq`, when the line is a record.
-    pub record: Option<u64>,
-    pub problem: Problem,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Problem {
-    /// Not JSON, or not an object with exactly a ledger record's members.
-    NotARecord(String),
-    /// The last line has no `\n`: the file was cut, or a write was interrupted.
-    Incomplete,
-    /// The `hash` member does not match the rest of the line.
-    HashMismatch,
-    /// The values hash correctly but the bytes are not their canonical serialisation.
-    NotCanonical,
-    /// `prev` is not the hash of the line before (record `previous`).
-    PrevMismatch { previous: u64 },
-    /// The first line's `prev` is not [`GENESIS`]: records before it are gone.
-    NotChainStart,
-    /// The chain links but `seq` is not the previous record's plus one.
-    SeqMismatch { expected: u64 },
-    /// The record hashes and links but its members contradict each other or the file
-    /// (kind vs mechanism, another audience, a `release` with ε > 0).
-    Inconsistent(String),
-}
-
-impl fmt::Display for Broken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.record {
-            Some(seq) => write!(f, "record {seq} (line {}): ", self.line)?,
-            None => write!(f, "line {}: ", self.line)?,
-        }
-        match &self.problem {
-            Problem::NotARecord(why) => write!(f, "not a JSON ledger record ({why})"),
-            Problem::Incomplete => f.write_str(
-                "incomplete record at the end of the ledger (no newline: the file was cut, or a write was interrupted)",
-            ),
-            Problem::HashMismatch => f.write_str("hash mismatch (edited)"),
-            Problem::NotCanonical => f.write_str("not in canonical form (edited)"),
-            Problem::PrevMismatch { previous } => write!(
-                f,
-                "prev does not match record {previous} (a record was deleted or reordered)"
-            ),
-            Problem::NotChainStart => f.write_str(
-                "prev is not the start of a chain (the records before it were deleted)",
-            ),
-            Problem::SeqMismatch { expected } => write!(
-                f,
-                "seq should be {expected} (a record was deleted, inserted or renumbered)"
-            ),
-            Problem::Inconsistent(why) => write!(f, "inconsistent record ({why})"),
-        }
-    }
-}
-
-impl std::error::Error for Broken {}
 
 /// Why the ledger refused or failed. Every I/O error names its path.
 #[derive(Debug, thiserror::Error)]
@@ -524,59 +445,33 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Parses one line and checks it against its own hash, canonical form and consistency.
-fn check_line(line: &[u8], number: usize, audience: Option<&str>) -> Result<Record, Broken> {
-    let record: Record = serde_json::from_slice(line).map_err(|e| Broken {
-        line: number,
-        record: None,
-        problem: Problem::NotARecord(
-            if e.is_syntax() || e.is_eof() {
-                "malformed JSON"
-            } else {
-                "unexpected, missing or mistyped members"
-            }
-            .to_owned(),
-        ),
-    })?;
-    let broken = |problem| Broken {
-        line: number,
-        record: Some(record.seq),
-        problem,
-    };
-    let (body_json, hash) = canonical(&record.body());
-    if hash != record.hash {
-        return Err(broken(Problem::HashMismatch));
-    }
-    if line_with_hash(&body_json, &hash).as_bytes() != line {
-        return Err(broken(Problem::NotCanonical));
-    }
-    let inconsistent = |why: String| broken(Problem::Inconsistent(why));
+/// The ledger's own consistency rules for a record that hashes and is canonical.
+fn check_record(record: &Record, audience: Option<&str>) -> Result<(), String> {
     if record.kind != record.mechanism.kind() {
-        return Err(inconsistent(format!(
+        return Err(format!(
             "kind {:?} with mechanism {:?}",
             record.kind, record.mechanism
-        )));
+        ));
     }
     if let Some(audience) = audience
         && record.audience != audience
     {
-        return Err(inconsistent(format!(
+        return Err(format!(
             "audience `{}` in the ledger of `{audience}`",
             record.audience
-        )));
+        ));
     }
     match (&record.legacy_sha256, record.kind) {
         (Some(digest), Kind::Migrated) if is_hex64(digest) => {}
         (None, Kind::Spend | Kind::Release) => {}
         _ => {
-            return Err(inconsistent(
+            return Err(
                 "`legacy_sha256` must be 64 hex digits in `migrated` records and absent elsewhere"
                     .to_owned(),
-            ));
+            );
         }
     }
-    check_fields(&record.spend()).map_err(inconsistent)?;
-    Ok(record)
+    check_fields(&record.spend())
 }
 
 /// A verified chain: its records and the `prev` of the record that would follow.
@@ -594,54 +489,15 @@ impl Chain {
 }
 
 /// Verifies the contents of a ledger file: every record's hash, canonical form,
-/// consistency, `prev` link and `seq`. The first problem is returned.
+/// consistency, `prev` link and `seq` ([`chain::verify_lines`]). The first problem is
+/// returned.
 fn parse_chain(data: &[u8], audience: Option<&str>) -> Result<Chain, Broken> {
-    let mut chain = Chain {
-        records: Vec::new(),
-        next_prev: GENESIS.to_owned(),
+    let verified = chain::verify_lines(data, |r| check_record(r, audience))?;
+    Ok(Chain {
+        records: verified.records,
+        next_prev: verified.next_prev,
         bytes: data.len() as u64,
-    };
-    if data.is_empty() {
-        return Ok(chain);
-    }
-    let complete = data.ends_with(b"\n");
-    let body = if complete {
-        &data[..data.len() - 1]
-    } else {
-        data
-    };
-    let lines: Vec<&[u8]> = body.split(|&b| b == b'\n').collect();
-    let mut prev_seq: Option<u64> = None;
-    for (i, line) in lines.iter().enumerate() {
-        let number = i + 1;
-        if !complete && number == lines.len() {
-            return Err(Broken {
-                line: number,
-                record: None,
-                problem: Problem::Incomplete,
-            });
-        }
-        let record = check_line(line, number, audience)?;
-        let broken = |problem| Broken {
-            line: number,
-            record: Some(record.seq),
-            problem,
-        };
-        if record.prev != chain.next_prev {
-            return Err(broken(match prev_seq {
-                Some(previous) => Problem::PrevMismatch { previous },
-                None => Problem::NotChainStart,
-            }));
-        }
-        let expected = prev_seq.map_or(1, |s| s + 1);
-        if record.seq != expected {
-            return Err(broken(Problem::SeqMismatch { expected }));
-        }
-        chain.next_prev = line_hash(line);
-        prev_seq = Some(record.seq);
-        chain.records.push(record);
-    }
-    Ok(chain)
+    })
 }
 
 /// The audience a file is the ledger of: its name when that is `<audience>.jsonl`.
@@ -777,7 +633,7 @@ impl Ledger {
         let path = self.lock_path(audience);
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
-        private_mode(&mut options);
+        chain::private_mode(&mut options);
         let file = options.open(&path).map_err(io(&path))?;
         if exclusive {
             file.lock()
@@ -985,16 +841,7 @@ impl Ledger {
             return Ok(());
         }
         let path = self.path_of(audience)?;
-        let mut options = OpenOptions::new();
-        options.append(true);
-        private_mode(&mut options);
-        let (mut file, created) = match options.clone().create_new(true).open(&path) {
-            Ok(file) => (file, true),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                (options.open(&path).map_err(io(&path))?, false)
-            }
-            Err(e) => return Err(io(&path)(e)),
-        };
+        let (mut file, created) = chain::open_for_append(&path).map_err(io(&path))?;
         let meta = file.metadata().map_err(io(&path))?;
         check_mode(&meta, &path, "600")?;
         if meta.len() != chain.bytes {
@@ -1026,18 +873,14 @@ impl Ledger {
                 prev,
                 hash: String::new(),
             };
-            let (body_json, hash) = canonical(&record.body());
+            let (line, hash) = chain::seal_record(&record);
             record.hash = hash;
-            let line = line_with_hash(&body_json, &record.hash);
-            prev = line_hash(line.as_bytes());
+            prev = chain::line_hash(line.as_bytes());
             let mut bytes = line.into_bytes();
             bytes.push(b'\n');
             file.write_all(&bytes).map_err(io(&path))?;
         }
-        file.sync_all().map_err(io(&path))?;
-        if created {
-            sync_parent(&path).map_err(io(&path))?;
-        }
+        chain::sync_appended(&file, &path, created).map_err(io(&path))?;
         Ok(())
     }
 
@@ -1183,58 +1026,26 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(name)
 }
 
-fn private_mode(options: &mut OpenOptions) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    #[cfg(not(unix))]
-    let _ = options;
-}
-
 /// Refuses a file or directory accessible to group or others.
 fn check_mode(
     meta: &std::fs::Metadata,
     path: &Path,
     wanted: &'static str,
 ) -> Result<(), LedgerError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = meta.permissions().mode();
-        if mode & 0o077 != 0 {
-            return Err(LedgerError::Permissions {
-                path: path.to_owned(),
-                mode: mode & 0o7777,
-                wanted,
-            });
-        }
+    match chain::group_or_other_mode(meta) {
+        Some(mode) => Err(LedgerError::Permissions {
+            path: path.to_owned(),
+            mode,
+            wanted,
+        }),
+        None => Ok(()),
     }
-    #[cfg(not(unix))]
-    let _ = (meta, path, wanted);
-    Ok(())
-}
-
-/// Makes a new directory entry durable.
-fn sync_parent(path: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    if let Some(dir) = path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use logveil_privacy::chain::{canonical, line_hash, line_with_hash};
 
     fn record(seq: u64, prev: &str) -> Record {
         let mut r = Record {
