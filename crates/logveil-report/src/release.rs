@@ -180,6 +180,15 @@ pub fn noise_key<'r>(ring: &'r KeyRing, partition_key_ids: &[String], day: i32) 
         .unwrap_or_else(|| ring.newest())
 }
 
+/// The key whose secret makes an audience's record keys for a partition (cell-key
+/// perturbation): the one in force on the partition day, else the oldest (lines before
+/// every key are rejected, so that partition can only be empty).
+pub fn record_key_source(ring: &KeyRing, day: i32) -> &RootKey {
+    ring.key_for_day(day)
+        .or_else(|| ring.keys().first())
+        .unwrap_or_else(|| ring.newest())
+}
+
 /// Whether a report's releases are accountable (identity, ledger): external audiences and
 /// every DP release.
 fn accountable(spec: &ReportSpec) -> bool {
@@ -443,8 +452,15 @@ fn plan_and_protect(
 ) -> Result<Planned, ReleaseError> {
     let spec = &settings.reports[index];
     let partition_text = format_day(day);
+    // DP: the newest key behind the partition's lines. Cell key: the key in force on the
+    // partition's first day, which a rotation (always dated later) never changes, so a
+    // week or month re-released after a rotation keeps its visitors' record keys.
+    let key = if spec.dp.is_none() && spec.perturbation.is_some() {
+        record_key_source(settings.ring, day)
+    } else {
+        noise_key(settings.ring, &partition.key_ids, day)
+    };
     let identity = accountable(spec).then(|| {
-        let key = noise_key(settings.ring, &partition.key_ids, day);
         let id = release_id(spec, key.id().as_str(), day, &partition.cells);
         (id, key)
     });
@@ -464,7 +480,6 @@ fn plan_and_protect(
             Noise::Dp(&seed)
         }
         (None, Some(_), _) => {
-            let key = noise_key(settings.ring, &partition.key_ids, day);
             record_keys = RecordKeys::new(&key.noise_secret(), &spec.audience);
             Noise::CellKey(&record_keys)
         }

@@ -1489,3 +1489,73 @@ fn thread_count_changes_no_release() {
     }
     assert_eq!(fx.ledger(), before, "no new ledger record");
 }
+
+/// A month released to the partner before a key rotation and re-released after it (the
+/// month now holds lines pseudonymized with both keys) keeps its visitors' record keys —
+/// those come from the key in force on the partition's first day, which a rotation (always
+/// dated later) does not change — so the re-release is allowed and recorded, not refused.
+/// Replacing that key, by contrast, is refused.
+#[test]
+fn a_month_rereleased_after_a_rotation_keeps_its_record_keys() {
+    let fx = External::new();
+    let (key, first_id) = keygen(fx.tmp.path());
+    let text = fx.pipeline_text(
+        &key,
+        &format!(
+            "sqlite:{}",
+            repo().join("sample-logs/accounts.db").display()
+        ),
+    );
+    let text = without_report(&text, "pages_daily_dp");
+    let text = without_report(&text, "devices_hourly_dp");
+    let text = replace_once(
+        &text,
+        "name = \"demographics_totals_daily\"",
+        "name = \"demographics_monthly\"",
+    );
+    let text = replace_once(
+        &text,
+        "bucket = \"day\"\ndimensions = [\"age_band\", \"gender\"]",
+        "bucket = \"month\"\ndimensions = [\"age_band\", \"gender\"]",
+    );
+    let pipeline = fx.write_pipeline("monthly.toml", &text);
+    // Day 1 alone, under the first key.
+    let day1 = fx.logs().join(SAMPLES[0]);
+    let first = fx.run_with(&pipeline, Some("m1"), &["--input", day1.to_str().unwrap()]);
+    first.assert_ok();
+    assert_eq!(ledger_records(&fx.state, "partner").len(), 1);
+    // A rotation in force from day 2; the whole month re-released.
+    let rotated = bin()
+        .args(["keys", "rotate"])
+        .arg(&key)
+        .args(["--not-before", "2026-11-02"])
+        .output()
+        .unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let second = fx.run_with(&pipeline, Some("m2"), &[]);
+    second.assert_ok();
+    let records = ledger_records(&fx.state, "partner");
+    assert_eq!(
+        records.len(),
+        2,
+        "the grown month is a new release, recorded"
+    );
+    assert!(
+        records.iter().all(|r| r["key_id"] == first_id.as_str()),
+        "record keys from the key in force on the month's first day: {records:?}"
+    );
+    // A replaced key file (another secret for the same days) is refused.
+    std::fs::remove_file(&key).unwrap();
+    let (_, other_id) = keygen(fx.tmp.path());
+    assert_ne!(other_id, first_id);
+    let third = fx.run_with(&pipeline, Some("m3"), &[]);
+    assert!(
+        !third.output.status.success(),
+        "a re-release under another key was accepted"
+    );
+    assert!(third.stderr().contains("noise key"), "{}", third.stderr());
+}
