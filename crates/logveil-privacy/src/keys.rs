@@ -36,6 +36,25 @@ pub enum KeyError {
         "{path}: key file is readable by group or others (mode {mode:04o}); run `chmod 600 {path}` (as ssh refuses such private keys, so does logveil)"
     )]
     Permissions { path: PathBuf, mode: u32 },
+    /// The key file belongs to another user, who could change it (ssh's `StrictModes`).
+    #[error(
+        "key file {path} is owned by uid {owner}, not by you (uid {euid}) or root; chown it (`sudo chown {euid} {path}`) or run logveil as its owner"
+    )]
+    Owner {
+        path: PathBuf,
+        owner: u32,
+        euid: u32,
+    },
+    /// The directory holding the key file lets someone else replace it: it is writable by
+    /// group or others (sticky `/tmp`-style directories too) or owned by another user.
+    #[error(
+        "the directory {dir} holding key file {path} is {problem}, so someone else could replace the key; move the key to a directory only you can write, e.g. ~/.config/logveil/"
+    )]
+    Directory {
+        path: PathBuf,
+        dir: PathBuf,
+        problem: String,
+    },
     #[error("{path}: cannot write key file: {source}")]
     Write {
         path: PathBuf,
@@ -141,34 +160,51 @@ struct KeyEntry {
 }
 
 impl KeyRing {
-    /// Reads a key file. A file readable by group or others is refused, unless it says
-    /// `demo = true` (its secret is published anyway).
+    /// Reads a key file. Unless it says `demo = true` (its secret is published anyway), it
+    /// is refused, as ssh refuses such private keys, when it is readable by group or others,
+    /// owned by another user than you or root, or in a directory someone else could replace
+    /// it in: writable by group or others (sticky `/tmp`-style directories included) or
+    /// owned by another user.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?,
-            );
+        use std::io::Read;
+        let read_error = |source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        };
+        // One handle for the checks and the read: the file checked is the file read.
+        let mut file = std::fs::File::open(path).map_err(read_error)?;
+        let meta = file.metadata().map_err(read_error)?;
+        // Sized up front so the buffer holding the secret is not reallocated (and copied).
+        let mut text = Zeroizing::new(String::with_capacity(
+            usize::try_from(meta.len()).unwrap_or(0).saturating_add(64),
+        ));
+        file.read_to_string(&mut text).map_err(read_error)?;
         let ring = Self::parse(&text, path)?;
         #[cfg(unix)]
         if !ring.demo {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(path)
-                .map_err(|source| KeyError::Read {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            let euid = effective_uid();
+            if let Some(euid) = euid
+                && meta.uid() != euid
+                && meta.uid() != 0
+            {
+                return Err(KeyError::Owner {
                     path: path.to_owned(),
-                    source,
-                })?
-                .permissions()
-                .mode();
+                    owner: meta.uid(),
+                    euid,
+                });
+            }
+            let mode = meta.permissions().mode();
             if mode & 0o077 != 0 {
                 return Err(KeyError::Permissions {
                     path: path.to_owned(),
                     mode: mode & 0o7777,
                 });
             }
+            check_key_dirs(path, euid, read_error)?;
         }
+        #[cfg(not(unix))]
+        let _ = meta;
         Ok(ring)
     }
 
@@ -295,7 +331,8 @@ impl KeyRing {
             .expect("a loaded key ring has at least one key")
     }
 
-    /// Writes a new key file with one random key, readable by its owner only.
+    /// Writes a new key file with one random key, readable by its owner only. Refused in a
+    /// directory someone else could replace it in, as [`KeyRing::load`] would refuse it.
     pub fn generate(path: &Path, not_before: &str) -> Result<KeyId, KeyError> {
         if parse_date(not_before).is_none() {
             return Err(KeyError::Invalid {
@@ -303,6 +340,11 @@ impl KeyRing {
                 message: format!("not_before `{not_before}`: expected a date YYYY-MM-DD"),
             });
         }
+        #[cfg(unix)]
+        check_key_dirs(path, effective_uid(), |source| KeyError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
         let (id, block) = new_key_block(not_before)?;
         let body = Zeroizing::new(format!(
             "# logveil key file. Keep it secret: anyone holding it can re-identify pseudonyms.\n\
@@ -312,6 +354,84 @@ impl KeyRing {
         write_private(path, body.as_bytes())?;
         Ok(id)
     }
+}
+
+/// The effective uid of this process, or `None` where it cannot be told.
+///
+/// std has no `geteuid`, the workspace denies `unsafe` (so no FFI call) and adds no `libc`
+/// or `nix` for one number. It is read from `/proc/self/status` (`Uid:` real, effective,
+/// saved, filesystem): reading it writes nothing (unlike creating a probe file and reading
+/// its owner) and it is always right (unlike the owner of `/proc/self`, which Linux sets
+/// to root for a non-dumpable process). Only Linux has that file in that format: elsewhere
+/// the owner checks are skipped, while the mode checks still apply.
+#[cfg(unix)]
+fn effective_uid() -> Option<u32> {
+    if !cfg!(any(target_os = "linux", target_os = "android")) {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Refuses a key file, existing or about to be written, whose directory someone else could
+/// replace it in, as ssh's `StrictModes` does: a directory writable by group or others
+/// (sticky `/tmp`-style directories included: others may still plant a file or link under
+/// the key's name while it is absent), or owned by another user than `euid` or root (when
+/// `euid` is known). Both the directory named in `path` and, if `path` is a symbolic link,
+/// the directory of the file it leads to are checked. `io_error` wraps an I/O failure as a
+/// read or write error.
+#[cfg(unix)]
+fn check_key_dirs(
+    path: &Path,
+    euid: Option<u32>,
+    io_error: impl Fn(std::io::Error) -> KeyError,
+) -> Result<(), KeyError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let named = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut dirs = vec![std::fs::canonicalize(named).map_err(&io_error)?];
+    if let Ok(real) = std::fs::canonicalize(path)
+        && let Some(dir) = real.parent()
+        && !dirs.iter().any(|d| d == dir)
+    {
+        dirs.push(dir.to_owned());
+    }
+    for dir in dirs {
+        let meta = std::fs::metadata(&dir).map_err(&io_error)?;
+        let mode = meta.permissions().mode();
+        let problem = if let Some(euid) = euid
+            && meta.uid() != euid
+            && meta.uid() != 0
+        {
+            format!(
+                "owned by uid {}, not by you (uid {euid}) or root",
+                meta.uid()
+            )
+        } else if mode & 0o022 != 0 {
+            let who = match mode & 0o022 {
+                0o020 => "group",
+                0o002 => "others",
+                _ => "group and others",
+            };
+            format!("writable by {who} (mode {:04o})", mode & 0o7777)
+        } else {
+            continue;
+        };
+        return Err(KeyError::Directory {
+            path: path.to_owned(),
+            dir,
+            problem,
+        });
+    }
+    Ok(())
 }
 
 /// A `[[key]]` block with a fresh random secret and id.
@@ -474,6 +594,201 @@ mod tests {
         std::fs::write(&demo, format!("demo = true\n[[key]]\nid = \"d\"\nnot_before = \"2000-01-01\"\nsecret = \"{SECRET}\"\n")).unwrap();
         std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert!(KeyRing::load(&demo).unwrap().is_demo());
+    }
+
+    /// A key written by `generate` into `dir/name`, with `dir` then set to `mode`.
+    fn key_in_dir_with_mode(dir: &Path, name: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir(dir).unwrap();
+        let path = dir.join(name);
+        KeyRing::generate(&path, "2026-01-01").unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    fn secret_of(path: &Path) -> String {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("secret = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    }
+
+    /// The refusal's message names the key, the directory and the fix, and no key material.
+    fn assert_directory_refusal(e: &KeyError, path: &Path, problem: &str, secret: Option<&str>) {
+        let msg = e.to_string();
+        let dir = std::fs::canonicalize(path.parent().unwrap()).unwrap();
+        assert!(matches!(e, KeyError::Directory { .. }), "{e:?}");
+        assert!(
+            msg.contains(&format!(
+                "the directory {} holding key file {}",
+                dir.display(),
+                path.display()
+            )) && msg.contains(problem)
+                && msg.contains("move the key to a directory only you can write"),
+            "{msg}"
+        );
+        if let Some(secret) = secret {
+            assert!(
+                !msg.contains(secret) && !format!("{e:?}").contains(secret),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_in_a_directory_others_can_write_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, mode, problem) in [
+            ("open", 0o777, "writable by group and others (mode 0777)"),
+            ("sticky", 0o1777, "writable by group and others (mode 1777)"),
+            ("others", 0o703, "writable by others (mode 0703)"),
+            ("group", 0o770, "writable by group (mode 0770)"),
+        ] {
+            let path = key_in_dir_with_mode(&tmp.path().join(name), "site.key", mode);
+            let secret = secret_of(&path);
+            let e = KeyRing::load(&path).unwrap_err();
+            assert_directory_refusal(&e, &path, problem, Some(&secret));
+            // Rotation loads the file first: refused the same way, the file untouched.
+            let e = KeyRing::rotate(&path, "2026-07-01").unwrap_err();
+            assert_directory_refusal(&e, &path, problem, Some(&secret));
+            assert_eq!(secret_of(&path), secret);
+        }
+    }
+
+    #[test]
+    fn key_in_a_directory_only_its_owner_can_write_is_accepted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = key_in_dir_with_mode(&tmp.path().join("d"), "site.key", 0o755);
+        assert!(!KeyRing::load(&path).unwrap().is_demo());
+        KeyRing::rotate(&path, "2026-07-01").unwrap();
+        assert_eq!(KeyRing::load(&path).unwrap().keys().len(), 2);
+    }
+
+    #[test]
+    fn generate_refuses_a_directory_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, mode) in [("open", 0o777), ("sticky", 0o1777)] {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let path = dir.join("new.key");
+            let e = KeyRing::generate(&path, "2026-01-01").unwrap_err();
+            assert_directory_refusal(&e, &path, &format!("(mode {mode:04o})"), None);
+            assert!(!path.exists(), "nothing written");
+        }
+        // A directory that does not exist is a write error, not a panic.
+        let e = KeyRing::generate(&tmp.path().join("missing/new.key"), "2026-01-01").unwrap_err();
+        assert!(matches!(e, KeyError::Write { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn a_link_to_a_key_in_an_open_directory_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = key_in_dir_with_mode(&tmp.path().join("open"), "site.key", 0o777);
+        let link = tmp.path().join("site.key");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = KeyRing::load(&link).unwrap_err().to_string();
+        let open = std::fs::canonicalize(tmp.path().join("open")).unwrap();
+        assert!(
+            e.contains(&format!("the directory {} holding", open.display()))
+                && e.contains("(mode 0777)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn demo_key_in_an_open_directory_is_accepted() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("open");
+        std::fs::create_dir(&dir).unwrap();
+        let demo = dir.join("demo.key");
+        std::fs::write(&demo, format!("demo = true\n[[key]]\nid = \"d\"\nnot_before = \"2000-01-01\"\nsecret = \"{SECRET}\"\n")).unwrap();
+        std::fs::set_permissions(&demo, std::fs::Permissions::from_mode(0o666)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(KeyRing::load(&demo).unwrap().is_demo());
+    }
+
+    #[test]
+    fn effective_uid_is_the_owner_of_a_file_this_process_creates() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let probe = tmp.path().join("probe");
+        std::fs::write(&probe, "").unwrap();
+        let owner = std::fs::metadata(&probe).unwrap().uid();
+        if cfg!(target_os = "linux") {
+            assert_eq!(effective_uid(), Some(owner));
+        } else {
+            assert_eq!(effective_uid(), None);
+        }
+    }
+
+    /// Only root can give a file away; other users skip these with a notice.
+    fn running_as_root(test: &str) -> bool {
+        let root = effective_uid() == Some(0);
+        if !root {
+            eprintln!("{test}: skipped, only root can chown a file to another user");
+        }
+        root
+    }
+
+    #[test]
+    fn key_owned_by_another_user_is_refused() {
+        if !running_as_root("key_owned_by_another_user_is_refused") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = key_in_dir_with_mode(&tmp.path().join("d"), "site.key", 0o700);
+        let secret = secret_of(&path);
+        std::os::unix::fs::chown(&path, Some(12345), None).unwrap();
+        let e = KeyRing::load(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(
+                e,
+                KeyError::Owner {
+                    owner: 12345,
+                    euid: 0,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(
+            msg.contains(&format!(
+                "key file {} is owned by uid 12345, not by you (uid 0) or root",
+                path.display()
+            )) && msg.contains("chown"),
+            "{msg}"
+        );
+        assert!(!msg.contains(&secret) && !format!("{e:?}").contains(&secret));
+        assert!(KeyRing::rotate(&path, "2026-07-01").is_err());
+        // Owned by root: accepted for any user, as ssh does.
+        std::os::unix::fs::chown(&path, Some(0), None).unwrap();
+        KeyRing::load(&path).unwrap();
+    }
+
+    #[test]
+    fn key_in_a_directory_owned_by_another_user_is_refused() {
+        if !running_as_root("key_in_a_directory_owned_by_another_user_is_refused") {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = key_in_dir_with_mode(&tmp.path().join("d"), "site.key", 0o755);
+        std::os::unix::fs::chown(path.parent().unwrap(), Some(12345), None).unwrap();
+        let e = KeyRing::load(&path).unwrap_err();
+        assert_directory_refusal(
+            &e,
+            &path,
+            "owned by uid 12345, not by you (uid 0) or root",
+            Some(&secret_of(&path)),
+        );
+        let e = KeyRing::generate(&path.with_file_name("new.key"), "2026-01-01").unwrap_err();
+        assert!(matches!(e, KeyError::Directory { .. }), "{e:?}");
     }
 
     #[test]
