@@ -79,7 +79,7 @@ impl AccountSource {
             return postgres::PostgresSource::parse(spec).map(Self::Postgres);
         }
         let unknown = || AccountsError::UnknownSource {
-            spec: postgres::redact_url(spec),
+            spec: logveil_privacy::secrets::redact_credentials(&postgres::redact_url(spec)),
         };
         let (kind, path) = spec.split_once(':').ok_or_else(unknown)?;
         let path = base.join(path);

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod pseudonym;
 pub mod redact;
 pub mod sanitize;
+pub mod secrets;
 #[cfg(test)]
 mod test_keys;
 pub mod wire;

@@ -427,7 +427,7 @@ impl Policy {
         };
         let text = std::str::from_utf8(bytes).map_err(|_| invalid("not UTF-8 text".into()))?;
         let file: PolicyFile =
-            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_owned()))?;
+            toml::from_str(text).map_err(|e| invalid(crate::secrets::toml_error(text, &e)))?;
         if file.purpose.is_empty() {
             return Err(invalid(
                 "no [purpose.NAME] tables: declare at least one purpose".into(),

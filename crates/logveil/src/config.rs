@@ -560,8 +560,8 @@ impl Pipeline {
         let one = |message: String| ConfigErrors(vec![format!("{shown}: {message}")]);
         let text = std::fs::read_to_string(path)
             .map_err(|e| one(format!("cannot read pipeline file: {e}")))?;
-        let mut file: PipelineFile =
-            toml::from_str(&text).map_err(|e| one(e.to_string().trim_end().to_owned()))?;
+        let mut file: PipelineFile = toml::from_str(&text)
+            .map_err(|e| one(logveil_privacy::secrets::toml_error(&text, &e)))?;
         let base = path
             .parent()
             .map_or_else(|| PathBuf::from("."), Path::to_path_buf);

@@ -22,6 +22,7 @@ mod rerun;
 mod rotation;
 mod s3;
 mod sanitize;
+mod secrets;
 mod scaleout;
 mod scaleout_s3;
 mod stdin;
