@@ -279,12 +279,17 @@ fn address_literal(token: &str) -> Option<&str> {
     .then_some(address)
 }
 
-/// `[ipv6]` or `[ipv6]:port` starting at `at`: the address range and the end.
+/// `[ipv6]` or `[ipv6]:port` starting at `at`: the address range and the end. `None`
+/// unless `text[at]` is `[` (so the range starts after an ASCII byte and ends before
+/// `]`: both ends are character boundaries, whatever else the text holds).
 fn bracketed_ipv6(text: &str, at: usize) -> Option<(Range<usize>, usize)> {
     let bytes = text.as_bytes();
+    if bytes.get(at) != Some(&b'[') {
+        return None;
+    }
     let len = bytes[at + 1..].iter().take(64).position(|&b| b == b']')?;
     let address = at + 1..at + 1 + len;
-    text[address.clone()].parse::<Ipv6Addr>().ok()?;
+    text.get(address.clone())?.parse::<Ipv6Addr>().ok()?;
     let mut end = address.end + 1;
     if bytes.get(end) == Some(&b':') {
         let digits = bytes[end + 1..]
@@ -522,6 +527,50 @@ mod tests {
             "{a}"
         );
         assert!(b.contains(token), "{b}");
+    }
+
+    /// Issue #15: a leading field that starts with a multi-byte character (U+FFFD for a
+    /// byte that is not UTF-8) and holds a `]` was sliced inside that character (a panic
+    /// whose message quoted the field). Every such field is now an `id:` token.
+    #[test]
+    fn leading_fields_that_start_with_a_multibyte_character_are_tokens() {
+        let p = pseudonymizer();
+        let cases: &[(&[u8], &str)] = &[
+            (
+                b"\xff10.0.0.1] - - [01/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 200 1",
+                "id:\u{27e8}\u{fffd}10.0.0.1]\u{27e9} - - [01/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 200 1",
+            ),
+            (b"\xff]", "id:\u{27e8}\u{fffd}]\u{27e9}"),
+            ("\u{e9}]".as_bytes(), "id:\u{27e8}\u{e9}]\u{27e9}"),
+            (
+                "- \u{ff20}2001:db8::1] \u{3042}x] [t] \"GET\"".as_bytes(),
+                "- id:\u{27e8}\u{ff20}2001:db8::1]\u{27e9} id:\u{27e8}\u{3042}x]\u{27e9} [t] \"GET\"",
+            ),
+            (
+                b"\xc3[2001:db8::1]:80 - - [t] \"GET\"",
+                "id:\u{27e8}\u{fffd}[2001:db8::1]:80\u{27e9} - - [t] \"GET\"",
+            ),
+        ];
+        for (line, template) in cases {
+            assert_eq!(redact_line(line, &p), expected(&p, template));
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes, drawn mostly from what the redactor looks at (quotes, brackets,
+        /// separators, address bytes) and from multi-byte and invalid UTF-8: no panic.
+        #[test]
+        fn any_bytes_redact_without_panicking(
+            line in proptest::collection::vec(
+                proptest::sample::select(
+                    b"[]\"\\ =;&?#@%40.:1fa-_/x\xff\xc3\xa9\xe3\x81\x82\xef\xbc\xa0".to_vec(),
+                ),
+                0..120,
+            ),
+        ) {
+            let p = pseudonymizer();
+            redact_line(&line, &p);
+        }
     }
 
     proptest::proptest! {

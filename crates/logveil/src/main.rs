@@ -138,6 +138,13 @@ enum KeysAction {
 }
 
 fn main() -> ExitCode {
+    install_panic_hook();
+    // A hidden, debug-build-only trigger for the integration test of the hook
+    // (`tests/it/panics.rs`): release builds do not have it.
+    #[cfg(debug_assertions)]
+    if let Some(message) = std::env::var_os("LOGVEIL_TEST_PANIC") {
+        panic!("{}", message.to_string_lossy());
+    }
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("LOGVEIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -161,6 +168,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Replaces the default panic message, which quotes the payload — and a payload can quote
+/// input (a slice error prints the string it slices) — by a fixed line with the panic's
+/// location only. The exit code stays the default (101 for a panic on the main thread).
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        // Never `eprintln!`: a closed stderr must not panic inside the hook.
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            panic_report(info.location())
+        );
+    }));
+}
+
+/// The one line the panic hook prints: a fixed text and `file:line:column`, never the payload.
+fn panic_report(location: Option<&std::panic::Location<'_>>) -> String {
+    let at = location.map_or_else(
+        || "an unknown location".to_owned(),
+        |l| format!("{}:{}:{}", l.file(), l.line(), l.column()),
+    );
+    format!(
+        "logveil: internal error at {at} (a bug: please report it with the command line, not the input)"
+    )
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {
