@@ -80,20 +80,20 @@ fn redact_userinfo(text: &str) -> String {
             .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'' | '`') || c.is_whitespace())
             .unwrap_or(after.len());
         let authority = &after[..authority_end];
-        match authority.rfind('@') {
-            Some(sign) => {
-                let userinfo = &authority[..sign];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => {
-                        out.push_str(user);
-                        out.push_str(":***");
-                    }
-                    None => out.push_str("***"),
-                }
-                out.push_str(&authority[sign..]);
+        let Some(sign) = authority.rfind('@') else {
+            // No user info here; another `://` may start inside what follows.
+            rest = after;
+            continue;
+        };
+        let userinfo = &authority[..sign];
+        match userinfo.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
             }
-            None => out.push_str(authority),
+            None => out.push_str("***"),
         }
+        out.push_str(&authority[sign..]);
         rest = &after[authority_end..];
     }
     out.push_str(rest);
