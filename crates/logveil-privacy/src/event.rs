@@ -6,7 +6,9 @@ use logveil_parse::time::MICROS_PER_DAY;
 use crate::classify::{BrowserFamily, DeviceClass, UaClass, classify};
 use crate::client::{ClientPolicy, IpPrefix, canonical_client, parse_ip};
 use crate::pseudonym::{Pseudonym, Pseudonymizer};
-use crate::sanitize::{Page, PageGroup, QueryValues, ReferrerDomain, SanitizePolicy};
+use crate::sanitize::{
+    LineIdentifiers, Page, PageGroup, QueryValues, ReferrerDomain, SanitizePolicy,
+};
 
 /// The request method, reduced to what reports distinguish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -238,8 +240,15 @@ impl Pseudonymizer {
                 false,
             )
         };
-        let target = request_target(record);
-        let target = target.map_or_else(no_target, |t| target_of(t, sanitize));
+        let own = own_identifiers(record, client);
+        let target = request_target(record).map_or_else(no_target, |t| match own.redact(t) {
+            Some(redacted) => target_of(&redacted, sanitize),
+            None => target_of(t, sanitize),
+        });
+        let referrer = match record.referer.and_then(|r| own.redact(r)) {
+            Some(redacted) => ReferrerDomain::from_referer(Some(&redacted)),
+            None => ReferrerDomain::from_referer(record.referer),
+        };
         let ua = classify(record.user_agent);
         Some(self.assemble(
             record,
@@ -247,7 +256,7 @@ impl Pseudonymizer {
             (visitor, cookie_visitor),
             self.key_id_shared(),
             target,
-            ReferrerDomain::from_referer(record.referer),
+            referrer,
             ip_prefix,
             ua,
         ))
@@ -304,15 +313,24 @@ impl Pseudonymizer {
                 .or_insert_with(|| self.fallback_visitor(client, record.user_agent, utc_day));
             (v, false)
         };
+        // A target or Referer holding the line's own identifiers is sanitised uncached:
+        // its result depends on the line, not only on its bytes.
+        let own = own_identifiers(record, client);
         let target = match request_target(record) {
-            Some(t) => cache
-                .targets
-                .entry(t)
-                .or_insert_with(|| target_of(t, sanitize))
-                .clone(),
+            Some(t) => match own.redact(t) {
+                Some(redacted) => target_of(&redacted, sanitize),
+                None => cache
+                    .targets
+                    .entry(t)
+                    .or_insert_with(|| target_of(t, sanitize))
+                    .clone(),
+            },
             None => no_target(),
         };
         let referrer = match record.referer {
+            Some(r) if let Some(redacted) = own.redact(r) => {
+                ReferrerDomain::from_referer(Some(&redacted))
+            }
             Some(r) => cache
                 .referers
                 .entry(r)
@@ -382,6 +400,16 @@ impl Pseudonymizer {
             browser: ua.browser,
         }
     }
+}
+
+/// The line's own identifiers, to be redacted from its path, query and Referer: the peer
+/// address, the client chosen behind trusted proxies, and the visitor cookie.
+fn own_identifiers<'a>(record: &LogRecord<'a>, client: Option<&'a [u8]>) -> LineIdentifiers<'a> {
+    let peer = record.client.map(|c| c.expose_for_hashing());
+    LineIdentifiers::new(
+        [peer, client.filter(|c| Some(*c) != peer)],
+        record.visitor_cookie.map(|c| c.expose_for_hashing()),
+    )
 }
 
 /// The request target a page is made from: origin-form or absolute-form only.
@@ -546,6 +574,175 @@ mod tests {
         assert!(e.page_group.is_none() && e.query == QueryValues::default());
         let e = ev("*", &sanitize);
         assert!(e.page.is_none() && e.page_group.is_none());
+    }
+
+    fn own_line(client: &str, target: &str, referer: &str, cookie: &str) -> String {
+        format!(
+            r#"{client} - - [01/Nov/2026:12:00:00 +0000] "GET {target} HTTP/1.1" 200 10 "{referer}" "Mozilla/5.0" "jt_uid={cookie}""#
+        )
+    }
+
+    /// The event of `line` through both paths (uncached, and cached twice), which agree.
+    fn own_event(line: &str) -> Event {
+        use crate::sanitize::{QueryAllow, QueryParam};
+        let p = pseudonymizer();
+        let parser = LineParser::new(
+            LogFormat::from_name_or_format("combined_cookie").unwrap(),
+            Some("jt_uid"),
+        );
+        let sanitize = SanitizePolicy {
+            query_allow: QueryParam::ALL.into_iter().collect::<QueryAllow>(),
+            ..SanitizePolicy::default()
+        };
+        let record = parser.parse(line.as_bytes()).unwrap();
+        let a = p
+            .event(&record, &ClientPolicy::default(), &sanitize)
+            .unwrap();
+        let mut cache = EventCache::new(&p);
+        for _ in 0..2 {
+            let b = p
+                .event_cached(&record, &ClientPolicy::default(), &sanitize, &mut cache)
+                .unwrap();
+            assert_eq!(
+                (&a.page, &a.query, &a.referrer),
+                (&b.page, &b.query, &b.referrer)
+            );
+        }
+        a
+    }
+
+    #[test]
+    fn the_lines_own_identifiers_are_redacted_before_aggregation() {
+        use crate::sanitize::QueryParam;
+        let e = own_event(&own_line(
+            "203.0.113.77",
+            "/geo/203.0.113.77/tanaka-hanako-77?utm_source=203-0-113-77&utm_medium=TANAKA-HANAKO-77",
+            "https://tanaka-hanako-77/",
+            "tanaka-hanako-77",
+        ));
+        assert_eq!(e.page.unwrap().as_str(), "/geo/:redacted/:redacted");
+        assert_eq!(
+            e.query.get(QueryParam::UtmSource).unwrap().as_str(),
+            ":redacted"
+        );
+        assert_eq!(
+            e.query.get(QueryParam::UtmMedium).unwrap().as_str(),
+            ":redacted"
+        );
+        assert_eq!(e.referrer.as_str(), ":redacted");
+        // The same target from another client and cookie keeps the cookie (the address
+        // is an IP literal, redacted whoever sent it); the cache filled by that line
+        // does not leak into this one, or back.
+        let e = own_event(&own_line(
+            "2001:db8::1",
+            "/geo/203.0.113.77/tanaka-hanako-77",
+            "http://[2001:DB8::1]:8080/x",
+            "other-cookie",
+        ));
+        assert_eq!(e.page.unwrap().as_str(), "/geo/:redacted/tanaka-hanako-77");
+        assert_eq!(e.referrer.as_str(), crate::sanitize::IP_REFERRER);
+    }
+
+    /// Every textual form of an address, as the sanitiser must never let through.
+    fn address_forms(ip: std::net::IpAddr) -> Vec<String> {
+        use std::net::IpAddr;
+        match ip {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                vec![
+                    format!("{a}.{b}.{c}.{d}"),
+                    format!("{a}-{b}-{c}-{d}"),
+                    format!("{a}_{b}_{c}_{d}"),
+                    format!("::ffff:{v4}"),
+                    format!("{a}%2e{b}%2e{c}%2e{d}"),
+                ]
+            }
+            IpAddr::V6(v6) => {
+                let g = v6.segments();
+                vec![
+                    v6.to_string(),
+                    format!("[{v6}]"),
+                    g.map(|g| format!("{g:04x}")).join(":"),
+                    g.map(|g| format!("{g:x}")).join(":"),
+                    v6.to_string().replace(':', "%3a"),
+                ]
+            }
+        }
+    }
+
+    /// Percent-decoded twice and lower-cased.
+    fn decoded_lower(text: &str) -> String {
+        let once = crate::sanitize::tests_support::decode(text.as_bytes());
+        let twice = crate::sanitize::tests_support::decode(&once);
+        String::from_utf8_lossy(&twice).to_lowercase()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The line's own address and cookie, planted in its path, query and Referer in
+        /// any form and case, never come out in its page, query values or referrer domain.
+        #[test]
+        fn planted_own_identifiers_never_come_out(
+            v4 in proptest::prelude::any::<[u8; 4]>(),
+            v6 in proptest::prelude::any::<[u16; 8]>(),
+            zeros in 0usize..5,
+            use_v6 in proptest::prelude::any::<bool>(),
+            cookie in "[A-Za-z0-9][A-Za-z0-9_-]{6,30}[A-Za-z0-9]",
+            words in proptest::collection::vec("[a-z]{1,8}", 1..5),
+            seps in proptest::collection::vec(proptest::sample::select(vec!["/", "-", "_", ".", "~", "/x-"]), 4),
+            picks in proptest::collection::vec(0usize..6, 4),
+            upper in proptest::prelude::any::<bool>(),
+        ) {
+            use crate::sanitize::QueryParam;
+            use std::net::IpAddr;
+            let ip = if use_v6 {
+                let mut g = v6;
+                // Runs of zero groups, which the compressed form drops.
+                for x in g.iter_mut().skip(2).take(zeros) {
+                    *x = 0;
+                }
+                IpAddr::from(g)
+            } else {
+                IpAddr::from(v4)
+            };
+            let forms = address_forms(ip);
+            let mut planted: Vec<String> = forms.clone();
+            planted.push(cookie.clone());
+            planted.push(cookie.replace('-', "%2D"));
+            let pick = |i: usize| {
+                let p = planted[picks[i] % planted.len()].clone();
+                if upper { p.to_uppercase() } else { p }
+            };
+            let w = |i: usize| words[i % words.len()].clone();
+            let target = format!(
+                "/{}{}{}{}{}/{}?utm_source={}&utm_campaign={}{}{}",
+                w(0), seps[0], pick(0), seps[1], w(1), pick(1), pick(2), w(2), seps[2], pick(3),
+            );
+            let host = if upper { cookie.to_uppercase() } else { cookie.clone() };
+            let referer = format!("https://{host}/{}{}{}", w(3), seps[3], pick(0));
+            let client = match ip {
+                IpAddr::V6(v6) => v6.to_string(),
+                IpAddr::V4(v4) => v4.to_string(),
+            };
+            let e = own_event(&own_line(&client, &target, &referer, &cookie));
+            let mut outputs = vec![
+                e.page.unwrap().as_str().to_owned(),
+                e.referrer.as_str().to_owned(),
+            ];
+            outputs.extend(QueryParam::ALL.iter().filter_map(|p| e.query.get(*p)).map(|v| v.as_str().to_owned()));
+            let mut needles: Vec<String> = forms.iter().map(|f| decoded_lower(f)).collect();
+            needles.push(cookie.to_lowercase());
+            for out in &outputs {
+                let out = decoded_lower(out);
+                for needle in &needles {
+                    proptest::prop_assert!(
+                        !out.contains(needle.as_str()),
+                        "{needle} in {out} (target {target}, referer {referer})"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,16 +13,22 @@
 //! `03%201234%205678` a phone number); the page itself keeps the logged encoding.
 //! Text looks personal when it contains any of:
 //!
-//! 1. **E-mail**: an `@`, or Mailman's `--at--` spelling (`user--at--example.com`).
+//! 1. **E-mail**: an `@` after the first byte (a leading `@` is a scoped package:
+//!    `/node_modules/@scope/pkg`, `/@scope/pkg`), the full-width `＠`, the spellings
+//!    `(at)`, `[at]`, `{at}` and Mailman's `--at--` (any case), or ` at ` followed by a
+//!    domain (`example.com`, `example dot com`). Text holding `%25` is decoded twice,
+//!    so `alice%2540example.com` is an address too.
 //! 2. **Hex token**: 16 or more hex digits in a row (`[0-9A-Fa-f]`): session ids
 //!    (Tomcat's `JSESSIONID` is 32), hashes, reset tokens; also any 16+ digit number.
 //! 3. **UUID**: `8-4-4-4-12` hex digits joined by `-`.
-//! 4. **Phone or card number**: 9 or more digits in a run of digits, spaces, `-`, `(`,
-//!    `)` and `+` (`03-1234-5678`, `+81312345678`, `+81 3 1234 5678`,
-//!    `4111 1111 1111 1111`). Every card number (13–19 digits) is such a run, so no Luhn
-//!    check is made: a failed checksum is usually a mistyped real number. A `.` ends the
-//!    run, so versions and dotted dates (`xdotool-2.20110530`) stay; an ISO date has 8
-//!    digits and stays, but a date with a time (`2026-11-01-1230`) does not.
+//! 4. **Phone or card number**: see `PhoneRun` — a leading `+` and 8–15 digits, a
+//!    leading `0` and 10–11 digits, or (without `.` separators) 3+ groups of 9+ digits
+//!    or 13+ digits, with `-`, `.`, space, `(`, `)` between them and full-width digits
+//!    alike (`03-1234-5678`, `090.1234.5678`, `+81 3 1234 5678`, `4111 1111 1111 1111`).
+//!    Every card number (13–19 digits) is such a run, so no Luhn check is made. Versions
+//!    and dotted dates (`xdotool-2.20110530`) stay: no leading `0` or `+`, and `.`; an
+//!    ISO date has 8 digits and stays, ids of up to 12 digits without a leading `0` stay,
+//!    but a date with a time (`2026-11-01-1230`) does not.
 //! 5. **Base64-like token**: a run of 20 or more characters from `[A-Za-z0-9+/=_-]` that
 //!    is not made of words. Split the run into *pieces*: runs of digits, runs of lower-case
 //!    letters (with the one capital before them, `Hotel`), and runs of the remaining
@@ -41,10 +47,13 @@
 //!    Google Fonts' `xjAJXh38I15wypJXxuGMBp0EAVxt0G0biEntp43Qt6E.ttf` are redacted (by
 //!    shape they are tokens), as are CamelCase names dense with numbers
 //!    (`MacBookPro16Inch2019M1Max`).
+//! 6. **IP literal**: an IPv6 address or a dotted quad (see `ip_literal_in`):
+//!    `203.0.113.77`, `2001:db8::1`, `::ffff:198.51.100.7`.
 //!
 //! Every rule is a single pass over the bytes with a few counters: no regular expression
-//! and no allocation. A segment shorter than 16 bytes without `%` is first screened by
-//! counting digits (most path segments end there).
+//! and no allocation (except to decode text holding `%25` a second time). A segment
+//! shorter than 16 bytes without `%` is first screened by counting digits, dots and
+//! colons (most path segments end there).
 //! The rules are pinned by the table tests below (real paths from the corpora in
 //! `../shared/corpora`) and by `crates/logveil/tests/it/sanitize.rs`, which runs them
 //! over every path of those corpora.
@@ -57,8 +66,9 @@ pub const REDACTED: &str = ":redacted";
 
 /// Hex digits in a row that make a hex token.
 const HEX_TOKEN_MIN: u32 = 16;
-/// Digits in a phone-number run that make it personal.
-const PHONE_MIN_DIGITS: u32 = 9;
+/// The fewest digits a phone number has (E.164 with a `+`); the short-segment screen
+/// checks no further below it.
+const PHONE_MIN_DIGITS: u32 = 8;
 /// Length of a base64-like run before it can be a token.
 const TOKEN_MIN: u32 = 20;
 /// The UUID's hex groups.
@@ -128,6 +138,12 @@ struct TokenRun {
     part_upper: u32,
     part_first_upper: bool,
     part_not_letters: bool,
+    /// Letters and digits of the current part, its digits, and `pieces` when it began.
+    part_alnum: u32,
+    part_digits: u32,
+    part_pieces_from: u32,
+    /// Some part is a token by itself (`sess_<token>`).
+    token_part: bool,
 }
 
 impl TokenRun {
@@ -169,6 +185,8 @@ impl TokenRun {
         };
         self.prev = class;
         self.part_len += 1;
+        self.part_alnum += 1;
+        self.part_digits += u32::from(class == CharClass::Digit);
         match class {
             CharClass::Upper => {
                 self.part_first_upper |= self.part_len == 1;
@@ -187,6 +205,16 @@ impl TokenRun {
                 || self.part_upper == self.part_len
                 || (self.part_upper == 1 && self.part_first_upper));
         self.has_word |= word;
+        // A part that is a token by itself: 20+ letters and digits, mixing both, as
+        // dense in pieces as the run rule asks (`sess_k3i9v0d9o5e4b8p3g2c1`).
+        let part_pieces = self.pieces - self.part_pieces_from;
+        self.token_part |= self.part_alnum >= TOKEN_MIN
+            && self.part_digits > 0
+            && self.part_digits < self.part_alnum
+            && 3 * part_pieces > self.part_alnum;
+        self.part_pieces_from = self.pieces;
+        self.part_alnum = 0;
+        self.part_digits = 0;
         self.part_len = 0;
         self.part_upper = 0;
         self.part_first_upper = false;
@@ -199,11 +227,202 @@ impl TokenRun {
             return false;
         }
         self.end_part();
-        let token = self.len >= TOKEN_MIN
-            && !(self.separators > 0 && self.has_word)
-            && 3 * self.pieces > self.alnum;
+        let token = self.token_part
+            || (self.len >= TOKEN_MIN
+                && !(self.separators > 0 && self.has_word)
+                && 3 * self.pieces > self.alnum);
         *self = Self::default();
         token
+    }
+}
+
+/// The IP-literal rule's buffer: the current run of `[0-9A-Fa-f:.]`.
+#[derive(Debug)]
+struct IpRun {
+    buf: [u8; IP_RUN_MAX],
+    len: usize,
+    /// The run is longer than any address.
+    overflow: bool,
+}
+
+/// The longest run an IP literal is looked for in (`::ffff:255.255.255.255` and a full
+/// IPv6 address fit; longer runs are hex tokens anyway).
+const IP_RUN_MAX: usize = 48;
+
+impl Default for IpRun {
+    fn default() -> Self {
+        Self {
+            buf: [0; IP_RUN_MAX],
+            len: 0,
+            overflow: false,
+        }
+    }
+}
+
+impl IpRun {
+    /// Feeds one byte; returns whether a run just ended holding an IP literal.
+    fn feed(&mut self, b: u8) -> bool {
+        if b.is_ascii_hexdigit() || b == b':' || b == b'.' {
+            if self.len < IP_RUN_MAX {
+                self.buf[self.len] = b;
+                self.len += 1;
+            } else {
+                self.overflow = true;
+            }
+            return false;
+        }
+        self.end()
+    }
+
+    fn end(&mut self) -> bool {
+        let hit = !self.overflow && self.len >= 7 && ip_literal_in(&self.buf[..self.len]);
+        self.len = 0;
+        self.overflow = false;
+        hit
+    }
+}
+
+/// Whether a run of `[0-9A-Fa-f:.]` is or holds an IP literal: an IPv6 address (at least
+/// two groups and six characters, so `std::v` or `12:30` are none) possibly ending in
+/// dots (`…::1.html`), or four decimal numbers 0–255 joined by single dots that are not
+/// part of a longer dotted number (`1.2.3.4.5` is a version, `2.20110530` a date).
+fn ip_literal_in(run: &[u8]) -> bool {
+    let trimmed = run.trim_ascii_end();
+    let trimmed = {
+        let end = trimmed
+            .iter()
+            .rposition(|b| *b != b'.')
+            .map_or(0, |i| i + 1);
+        &trimmed[..end]
+    };
+    let colons = memchr::memchr_iter(b':', trimmed).count();
+    if colons >= 2 && trimmed.len() >= 6 {
+        let groups = trimmed
+            .split(|b| *b == b':')
+            .filter(|g| !g.is_empty())
+            .count();
+        if groups >= 2
+            && std::str::from_utf8(trimmed)
+                .ok()
+                .is_some_and(|t| t.parse::<std::net::Ipv6Addr>().is_ok())
+        {
+            return true;
+        }
+    }
+    // Dotted quads: maximal runs of digits and dots between the other bytes.
+    trimmed
+        .split(|b| !(b.is_ascii_digit() || *b == b'.'))
+        .any(|part| {
+            let part = {
+                let start = part.iter().position(|b| *b != b'.').unwrap_or(part.len());
+                let end = part
+                    .iter()
+                    .rposition(|b| *b != b'.')
+                    .map_or(start, |i| i + 1);
+                &part[start..end]
+            };
+            let mut n = 0;
+            part.split(|b| *b == b'.').all(|num| {
+                n += 1;
+                (1..=3).contains(&num.len())
+                    && std::str::from_utf8(num)
+                        .ok()
+                        .and_then(|t| t.parse::<u16>().ok())
+                        .is_some_and(|v| v <= 255)
+            }) && n == 4
+        })
+}
+
+/// The phone-number rule's counters over one run of digits (ASCII or full-width
+/// `０`–`９`) joined by separators (`-`, `.`, space, `(`, `)`, full-width `－`), with a
+/// leading `+` (or `＋`).
+///
+/// A run is a phone or card number when it has
+/// 1. a leading `+` and 8–15 digits (E.164: `+81 90 1234 5678`, `+819012345678`), or
+/// 2. a leading `0` and 10 or 11 digits (Japanese: `090-1234-5678`, `03-1234-5678`,
+///    `0312345678`, `090.1234.5678`, `０９０－１２３４－５６７８`), or
+/// 3. no `.` separator, and 3 or more groups holding 9 or more digits (`555-123-4567`,
+///    `4111 1111 1111 1111`, a date with a time `2026-11-01-1230`), or
+/// 4. no `.` separator, and 13 or more digits (card numbers, `378282246310005`).
+///
+/// So versions and dotted dates (`xdotool-2.20110530`, `xdotool-2.20101014.3063`: no
+/// leading `0` or `+`, and `.`-separated), dates (`2026-11-01`, `20261101`: 8 digits),
+/// and numeric ids of up to 12 digits that do not start with `0` (`/item/1234567890`)
+/// are none. Up to two separators may follow each other (`(03) 1234-5678`).
+#[derive(Debug, Default)]
+struct PhoneRun {
+    digits: u32,
+    groups: u32,
+    first: u8,
+    plus: bool,
+    /// A `+` was just seen: the run that starts next is E.164.
+    plus_pending: bool,
+    dot: bool,
+    seps: u8,
+    /// Bytes of a full-width character seen so far (`EF`, `EF BC`).
+    wide: u8,
+}
+
+impl PhoneRun {
+    /// Feeds one byte; returns whether a run just ended as a phone or card number.
+    fn feed(&mut self, b: u8) -> bool {
+        let c = match (self.wide, b) {
+            (0, 0xEF) => {
+                self.wide = 1;
+                return false;
+            }
+            (1, 0xBC) => {
+                self.wide = 2;
+                return false;
+            }
+            (2, 0x90..=0x99) => b'0' + (b - 0x90),
+            (2, 0x8B) => b'+',
+            (2, 0x8D) => b'-',
+            (1 | 2, _) => 0,
+            (_, b) => b,
+        };
+        self.wide = 0;
+        match c {
+            b'0'..=b'9' => {
+                if self.digits == 0 {
+                    self.first = c;
+                    self.groups = 1;
+                    self.plus = self.plus_pending;
+                } else if self.seps > 0 {
+                    self.groups += 1;
+                }
+                self.plus_pending = false;
+                self.digits += 1;
+                self.seps = 0;
+                false
+            }
+            b'+' => {
+                let hit = self.end();
+                self.plus_pending = true;
+                hit
+            }
+            b'-' | b'.' | b' ' | b'(' | b')' => {
+                if self.digits == 0 {
+                    // Before the first digit: `(03)`, `+ 81`.
+                    return false;
+                }
+                self.seps += 1;
+                self.dot |= c == b'.';
+                if self.seps > 2 { self.end() } else { false }
+            }
+            _ => self.end(),
+        }
+    }
+
+    fn end(&mut self) -> bool {
+        let d = self.digits;
+        let hit = d > 0
+            && ((self.plus && (8..=15).contains(&d))
+                || (!self.plus && self.first == b'0' && (10..=11).contains(&d))
+                || (!self.dot && self.groups >= 3 && d >= 9)
+                || (!self.dot && d >= 13));
+        *self = Self::default();
+        hit
     }
 }
 
@@ -211,31 +430,90 @@ impl TokenRun {
 #[derive(Debug, Default)]
 struct Detector {
     hit: bool,
+    /// Bytes fed so far (saturating).
+    pos: u32,
+    ip: IpRun,
     hex_run: u32,
     /// UUID groups matched so far (0–4).
     uuid_groups: usize,
-    phone_digits: u32,
-    /// Bytes of `--at--` matched so far (0–5).
-    at_word: u8,
+    phone: PhoneRun,
+    /// The last 8 bytes, ASCII lower-cased, the latest in the low byte.
+    window: u64,
+    /// After ` at `: the spelled-out e-mail's domain so far.
+    spelled: Option<SpelledAt>,
     token: TokenRun,
 }
 
+/// The domain after a spelled-out ` at ` (`alice at example.com`, `… at example dot com`).
+#[derive(Debug, Default, Clone, Copy)]
+struct SpelledAt {
+    chars: u32,
+    spaces: u32,
+    dot: bool,
+}
+
+/// Whether the low bytes of `window` are `suffix`.
+fn ends_with(window: u64, suffix: &[u8]) -> bool {
+    let n = suffix.len();
+    let want = suffix.iter().fold(0u64, |w, &b| w << 8 | u64::from(b));
+    let mask = if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    };
+    window & mask == want
+}
+
 impl Detector {
-    fn feed(&mut self, b: u8) {
-        if b == b'@' {
+    /// The e-mail rule: `@` (not as the first byte: `@scope` is a scoped package), the
+    /// full-width `＠`, and the spellings `(at)`, `[at]`, `{at}`, `--at--` (any case) and
+    /// ` at ` followed by a domain (`example.com`, `example dot com`).
+    fn feed_email(&mut self, b: u8) {
+        let lower = b.to_ascii_lowercase();
+        self.window = self.window << 8 | u64::from(lower);
+        if b == b'@' && self.pos > 0 {
             self.hit = true;
         }
-        // `--at--`, matched as a tiny automaton (after `--`, a third `-` keeps `--`).
-        self.at_word = match (self.at_word, b) {
-            (5, b'-') => {
-                self.hit = true;
-                0
+        let w = self.window;
+        if ends_with(w, "＠".as_bytes())
+            || ends_with(w, b"(at)")
+            || ends_with(w, b"[at]")
+            || ends_with(w, b"{at}")
+            || ends_with(w, b"--at--")
+        {
+            self.hit = true;
+        }
+        if let Some(mut at) = self.spelled.take() {
+            let keep = match lower {
+                b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
+                    self.hit |= at.dot;
+                    at.chars += 1;
+                    true
+                }
+                b'.' => {
+                    at.dot = at.chars > 0 && at.spaces == 0;
+                    true
+                }
+                b' ' => {
+                    self.hit |= at.chars > 0 && ends_with(w, b" dot ");
+                    at.spaces += 1;
+                    at.dot = false;
+                    at.spaces < 2
+                }
+                _ => false,
+            };
+            if keep {
+                self.spelled = Some(at);
             }
-            (0 | 1 | 4, b'-') | (2, b'a') | (3, b't') => self.at_word + 1,
-            (2, b'-') => 2,
-            (3, b'-') => 1,
-            _ => 0,
-        };
+        }
+        if ends_with(w, b" at ") {
+            self.spelled = Some(SpelledAt::default());
+        }
+        self.pos = self.pos.saturating_add(1);
+    }
+
+    fn feed(&mut self, b: u8) {
+        self.feed_email(b);
         if b.is_ascii_hexdigit() {
             self.hex_run += 1;
             self.hit |= self.hex_run >= HEX_TOKEN_MIN;
@@ -243,13 +521,9 @@ impl Detector {
             self.end_hex_group(b == b'-');
             self.hex_run = 0;
         }
-        if b.is_ascii_digit() {
-            self.phone_digits += 1;
-            self.hit |= self.phone_digits >= PHONE_MIN_DIGITS;
-        } else if !matches!(b, b' ' | b'-' | b'(' | b')' | b'+') {
-            self.phone_digits = 0;
-        }
+        self.hit |= self.phone.feed(b);
         self.hit |= self.token.feed(b);
+        self.hit |= self.ip.feed(b);
     }
 
     /// A run of hex digits ended (at a `-` when `dash`): one more UUID group, or a restart.
@@ -269,7 +543,7 @@ impl Detector {
 
     fn finish(mut self) -> bool {
         self.end_hex_group(false);
-        self.hit | self.token.end_run()
+        self.hit | self.token.end_run() | self.ip.end() | self.phone.end()
     }
 }
 
@@ -289,21 +563,43 @@ pub fn looks_personal(decoded: impl IntoIterator<Item = u8>) -> bool {
 fn raw_looks_personal(raw: &[u8], plus_is_space: bool) -> bool {
     if raw.len() < HEX_TOKEN_MIN as usize {
         // Too short for a hex token, UUID or base64-like token (decoding only shortens):
-        // without `%`, only an `@`, `--` (of `--at--`) or 9 digits can make it personal.
+        // without `%`, only an `@` after the first byte, `--` (of `--at--`), `(`, `[`,
+        // `{`, a space (`(at)`, ` at `), a non-ASCII byte (`＠`), 9 digits or an IP
+        // literal's 3 dots or 2 colons can make it personal.
         let (mut digits, mut dashes, mut prev_dash) = (0u32, false, false);
-        for &b in raw {
+        let (mut dots, mut colons) = (0u32, 0u32);
+        for (i, &b) in raw.iter().enumerate() {
             match b {
-                b'@' => return true,
-                b'%' => return looks_personal(Decoded { raw, plus_is_space }),
+                b'@' if i > 0 => return true,
+                b'%' => return decoded_looks_personal(raw, plus_is_space),
+                b'(' | b'[' | b'{' | b' ' | 0x80.. => {
+                    return decoded_looks_personal(raw, plus_is_space);
+                }
+                b'+' if plus_is_space => return decoded_looks_personal(raw, plus_is_space),
                 b'0'..=b'9' => digits += 1,
+                b'.' => dots += 1,
+                b':' => colons += 1,
                 _ => {}
             }
             dashes |= prev_dash && b == b'-';
             prev_dash = b == b'-';
         }
-        if digits < PHONE_MIN_DIGITS && !dashes {
+        if digits < PHONE_MIN_DIGITS && !dashes && dots < 3 && colons < 2 {
             return false;
         }
+    }
+    decoded_looks_personal(raw, plus_is_space)
+}
+
+/// [`looks_personal`] on `raw` percent-decoded — twice when it holds `%25` (an encoded
+/// `%`: `alice%2540example.com`).
+fn decoded_looks_personal(raw: &[u8], plus_is_space: bool) -> bool {
+    if memchr::memmem::find(raw, b"%25").is_some() {
+        let once: Vec<u8> = Decoded { raw, plus_is_space }.collect();
+        return looks_personal(Decoded {
+            raw: &once,
+            plus_is_space: false,
+        });
     }
     looks_personal(Decoded { raw, plus_is_space })
 }
@@ -477,7 +773,39 @@ impl QueryValue {
         if decoded.is_empty() {
             return None;
         }
-        if looks_personal(decoded.iter().copied()) {
+        // Decoded twice (`%2540`); a value still holding an escape after that is
+        // redacted, so no value that comes out decodes any further.
+        let twice: Vec<u8>;
+        let decoded = if memchr::memchr(b'%', decoded).is_some() {
+            twice = Decoded {
+                raw: decoded,
+                plus_is_space: false,
+            }
+            .collect();
+            if memchr::memchr(b'%', &twice).is_some_and(|_| {
+                Decoded {
+                    raw: &twice,
+                    plus_is_space: false,
+                }
+                .count()
+                    != twice.len()
+            }) {
+                return Some(Self(Arc::from(REDACTED)));
+            }
+            twice.trim_ascii()
+        } else {
+            decoded
+        };
+        if decoded.is_empty() {
+            return None;
+        }
+        // A `+` logged unencoded may still be a phone number's (`+819012345678`).
+        let plus_kept = memchr::memchr(b'+', raw).is_some()
+            && looks_personal(Decoded {
+                raw,
+                plus_is_space: false,
+            });
+        if plus_kept || looks_personal(decoded.iter().copied()) {
             return Some(Self(Arc::from(REDACTED)));
         }
         let text: String = String::from_utf8_lossy(decoded)
@@ -763,6 +1091,9 @@ pub struct SanitizePolicy {
 pub const NO_REFERRER: &str = "(none)";
 /// Label for a Referer that has no recognisable host.
 pub const INVALID_REFERRER: &str = "(invalid)";
+/// Label for a Referer whose host is an IP literal (`http://203.0.113.9/`,
+/// `http://[2001:db8::1]:8080/`): the address itself is never kept.
+pub const IP_REFERRER: &str = "(ip)";
 
 /// The host of the Referer, lower-cased, without scheme, user info, port, path or query.
 ///
@@ -787,8 +1118,26 @@ impl ReferrerDomain {
         let host = if host_port.starts_with(b"[") {
             memchr::memchr(b']', host_port).map_or(host_port, |i| &host_port[..=i])
         } else {
-            memchr::memchr(b':', host_port).map_or(host_port, |i| &host_port[..i])
+            // A host that [`LineIdentifiers`] redacted starts with the marker's `:`.
+            let skip = if host_port.starts_with(REDACTED.as_bytes()) {
+                REDACTED.len()
+            } else {
+                0
+            };
+            memchr::memchr(b':', &host_port[skip..]).map_or(host_port, |i| &host_port[..skip + i])
         };
+        let bracketed = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]"));
+        let ip_literal = match bracketed {
+            Some(inner) => inner == REDACTED.as_bytes() || parse_ip_text(inner).is_some(),
+            // A bare IPv6 host (no brackets) was cut at its first `:` above.
+            None => parse_ip_text(host).is_some() || parse_ip_text(host_port).is_some(),
+        } || host
+            // An address inside a name (`203.0.113.9.nip.io`) is one too.
+            .split(|b| !(b.is_ascii_hexdigit() || matches!(b, b':' | b'.')))
+            .any(|run| run.len() >= 7 && ip_literal_in(run));
+        if ip_literal {
+            return Self(Arc::from(IP_REFERRER));
+        }
         let valid =
             !host.is_empty() && host.len() <= MAX_HOST_LEN && host.iter().all(|&b| host_byte(b));
         if !valid {
@@ -804,7 +1153,7 @@ impl ReferrerDomain {
     /// is [`NO_REFERRER`], [`INVALID_REFERRER`] or a host as `from_referer` keeps it: 1 to
     /// 253 bytes of lower-case letters, digits, `.`, `-`, `_`, `[`, `]` and `:`.
     pub(crate) fn from_wire(text: Arc<str>) -> Option<Self> {
-        let shaped = [NO_REFERRER, INVALID_REFERRER].contains(&&*text)
+        let shaped = [NO_REFERRER, INVALID_REFERRER, IP_REFERRER].contains(&&*text)
             || (!text.is_empty()
                 && text.len() <= MAX_HOST_LEN
                 && text
@@ -823,6 +1172,11 @@ impl ReferrerDomain {
     }
 }
 
+/// An IP address written exactly as `text` (no port, no brackets).
+fn parse_ip_text(text: &[u8]) -> Option<std::net::IpAddr> {
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
 /// The longest host name a referrer domain keeps.
 const MAX_HOST_LEN: usize = 253;
 
@@ -837,8 +1191,366 @@ impl fmt::Debug for ReferrerDomain {
     }
 }
 
+/// The line's own identifiers — its client address(es) and visitor cookie — found in its
+/// other free-text fields (path, query, Referer) and replaced there by [`REDACTED`].
+///
+/// The forms are **generated from the parsed address**, not recognised by a pattern:
+///
+/// - IPv4 `203.0.113.77`: dotted, with `-` or `_` (`203-0-113-77`, `203_0_113_77`) and
+///   IPv4-mapped (`::ffff:203.0.113.77`);
+/// - IPv6 `2001:db8::1`: compressed (RFC 5952), expanded with and without leading zeros
+///   (`2001:0db8:0000:0000:0000:0000:0000:0001`, `2001:db8:0:0:0:0:0:1`) and with `-` for
+///   `:` (`2001-db8--1`, as ipv6-literal.net writes it); an IPv4-mapped address also in its
+///   IPv4 forms. Brackets (`[2001:db8::1]`) need no form of their own.
+/// - the visitor cookie value, when at least [`OWN_TOKEN_MIN`] bytes long, and a client
+///   that is a host name rather than an address (NASA logs them) of that length, as a
+///   whole token: not preceded or followed by an ASCII letter or digit.
+///
+/// The text is matched after percent-decoding (twice, so `%252E` is a `.` too) and ASCII
+/// lower-casing, so `203%2E0%2E113%2E77` and `2001:DB8::1` are found; the logged bytes of
+/// a match (its encoding included) become [`REDACTED`]. An address form does not match
+/// where a digit continues its first or last number into another address (`1.2.3.45` is
+/// not `1.2.3.4`, `2001:db8::10` not `2001:db8::1`); other neighbours do not matter
+/// (`a2001:db8::1` and `2001:db8::1:5` are redacted: they contain it).
+///
+/// Cheap when nothing is there (most lines): without a `%`, a field is searched only for
+/// the address's longest octet or group and for the cookie bytes (case-insensitive
+/// `memchr`), and the forms are generated only after such a hit.
+///
+/// It holds borrowed raw bytes: its `Debug` prints only what kinds it holds, and it has
+/// no way to give them back.
+pub struct LineIdentifiers<'a> {
+    addrs: [Option<std::net::IpAddr>; 2],
+    /// Per address: the text every form of it contains (its longest octet or group).
+    anchors: [Anchor; 2],
+    /// The visitor cookie (percent-decoded) and a host-name client, ASCII lower-cased
+    /// when needed for matching.
+    tokens: [Option<std::borrow::Cow<'a, [u8]>>; 2],
+}
+
+/// Shortest cookie value (or host-name client) that is redacted as a token.
+pub const OWN_TOKEN_MIN: usize = 8;
+
+#[derive(Clone, Copy, Default)]
+struct Anchor {
+    text: [u8; 4],
+    len: u8,
+}
+
+impl Anchor {
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+
+    fn of(ip: std::net::IpAddr) -> Self {
+        use std::io::Write as _;
+        let mut best = Self::default();
+        let mut consider = |args: std::fmt::Arguments<'_>| {
+            let mut a = Self::default();
+            let mut cursor = std::io::Cursor::new(&mut a.text[..]);
+            if cursor.write_fmt(args).is_ok() {
+                a.len = cursor.position() as u8;
+                if a.len > best.len {
+                    best = a;
+                }
+            }
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for o in v4.octets() {
+                    consider(format_args!("{o}"));
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                if let Some(v4) = v6.to_ipv4_mapped() {
+                    return Self::of(std::net::IpAddr::V4(v4));
+                }
+                for g in v6.segments().into_iter().filter(|g| *g != 0) {
+                    consider(format_args!("{g:x}"));
+                }
+            }
+        }
+        best
+    }
+}
+
+impl fmt::Debug for LineIdentifiers<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Kinds only: the values are raw identifiers.
+        f.debug_struct("LineIdentifiers")
+            .field("addresses", &self.addrs.iter().flatten().count())
+            .field("tokens", &self.tokens.iter().flatten().count())
+            .finish()
+    }
+}
+
+/// ASCII-case-insensitive search for `needle` (non-empty) in `hay`.
+fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return false;
+    };
+    if hay.len() < needle.len() {
+        return false;
+    }
+    let last_start = hay.len() - needle.len();
+    let (lo, up) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
+    memchr::memchr2_iter(lo, up, &hay[..=last_start])
+        .any(|i| hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
+}
+
+/// How a generated form may sit in the text.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FormKind {
+    /// An IPv4 form: not next to a digit.
+    V4,
+    /// An IPv6 form (or IPv4-mapped): not continued into another address.
+    V6,
+    /// A token: not next to an ASCII letter or digit.
+    Token,
+}
+
+impl<'a> LineIdentifiers<'a> {
+    /// From the raw client (peer) address, the client chosen behind trusted proxies (when
+    /// it differs) and the visitor cookie value, all as logged.
+    pub fn new(clients: [Option<&'a [u8]>; 2], cookie: Option<&'a [u8]>) -> Self {
+        let mut addrs = [None; 2];
+        let mut anchors = [Anchor::default(); 2];
+        let mut host = None;
+        for (i, client) in clients.into_iter().enumerate() {
+            let Some(client) = client else { continue };
+            match crate::client::parse_ip(client) {
+                Some(ip) if addrs[0] != Some(ip) => {
+                    let anchor = Anchor::of(ip);
+                    if anchor.len > 0 {
+                        addrs[i] = Some(ip);
+                        anchors[i] = anchor;
+                    }
+                }
+                None if host.is_none() && client.len() >= OWN_TOKEN_MIN => {
+                    host = Some(std::borrow::Cow::Borrowed(client));
+                }
+                Some(_) | None => {}
+            }
+        }
+        let cookie = cookie.filter(|c| c.len() >= OWN_TOKEN_MIN).map(|c| {
+            if memchr::memchr(b'%', c).is_some() {
+                std::borrow::Cow::Owned(
+                    Decoded {
+                        raw: c,
+                        plus_is_space: false,
+                    }
+                    .collect(),
+                )
+            } else {
+                std::borrow::Cow::Borrowed(c)
+            }
+        });
+        let cookie = cookie.filter(|c| c.len() >= OWN_TOKEN_MIN);
+        Self {
+            addrs,
+            anchors,
+            tokens: [cookie, host],
+        }
+    }
+
+    /// From a parsed record: its peer address, the client behind trusted proxies, and its
+    /// visitor cookie.
+    pub fn of_record(
+        record: &logveil_parse::LogRecord<'a>,
+        clients: &crate::client::ClientPolicy,
+    ) -> Self {
+        let peer = record.client.map(|c| c.expose_for_hashing());
+        let client = clients
+            .trusted_proxies
+            .client(peer, record.forwarded_for.map(|f| f.expose_for_hashing()));
+        let client = client.filter(|c| Some(*c) != peer);
+        Self::new(
+            [peer, client],
+            record.visitor_cookie.map(|c| c.expose_for_hashing()),
+        )
+    }
+
+    /// Whether there is nothing to look for.
+    pub fn is_empty(&self) -> bool {
+        self.addrs.iter().all(Option::is_none) && self.tokens.iter().all(Option::is_none)
+    }
+
+    /// Whether `text` may hold one of the identifiers (a cheap pre-check: `false` means
+    /// it certainly does not).
+    fn might_occur(&self, text: &[u8]) -> bool {
+        memchr::memchr(b'%', text).is_some()
+            || self
+                .addrs
+                .iter()
+                .zip(&self.anchors)
+                .any(|(a, anchor)| a.is_some() && contains_ci(text, anchor.as_bytes()))
+            || self.tokens.iter().flatten().any(|t| contains_ci(text, t))
+    }
+
+    /// Every form to look for, ASCII lower-cased.
+    fn forms(&self) -> Vec<(Vec<u8>, FormKind)> {
+        use std::net::IpAddr;
+        let mut forms: Vec<(Vec<u8>, FormKind)> = Vec::new();
+        let v4_forms = |v4: std::net::Ipv4Addr, forms: &mut Vec<(Vec<u8>, FormKind)>| {
+            let [a, b, c, d] = v4.octets();
+            for sep in ['.', '-', '_'] {
+                forms.push((
+                    format!("{a}{sep}{b}{sep}{c}{sep}{d}").into_bytes(),
+                    FormKind::V4,
+                ));
+            }
+            forms.push((format!("::ffff:{v4}").into_bytes(), FormKind::V6));
+        };
+        for ip in self.addrs.iter().flatten() {
+            match *ip {
+                IpAddr::V4(v4) => v4_forms(v4, &mut forms),
+                IpAddr::V6(v6) => {
+                    if let Some(v4) = v6.to_ipv4_mapped() {
+                        v4_forms(v4, &mut forms);
+                        continue;
+                    }
+                    let g = v6.segments();
+                    let compressed = v6.to_string();
+                    forms.push((compressed.replace(':', "-").into_bytes(), FormKind::V6));
+                    forms.push((compressed.into_bytes(), FormKind::V6));
+                    let full: Vec<String> = g.iter().map(|g| format!("{g:04x}")).collect();
+                    forms.push((full.join(":").into_bytes(), FormKind::V6));
+                    let short: Vec<String> = g.iter().map(|g| format!("{g:x}")).collect();
+                    forms.push((short.join(":").into_bytes(), FormKind::V6));
+                }
+            }
+        }
+        for token in self.tokens.iter().flatten() {
+            forms.push((token.to_ascii_lowercase(), FormKind::Token));
+        }
+        forms.sort();
+        forms.dedup();
+        forms
+    }
+
+    /// `text` with every occurrence of the line's identifiers replaced by [`REDACTED`];
+    /// `None` when there is none (the common case, found without allocating).
+    pub fn redact(&self, text: &[u8]) -> Option<Vec<u8>> {
+        if self.is_empty() || !self.might_occur(text) {
+            return None;
+        }
+        // Decoded, lower-cased bytes with the logged span each came from; twice over.
+        let mut decoded: Vec<(u8, usize, usize)> = decode_spans(text, |i| (i, i + 1));
+        if decoded.iter().any(|(b, ..)| *b == b'%') {
+            let once: Vec<u8> = decoded.iter().map(|(b, ..)| *b).collect();
+            let spans: Vec<(usize, usize)> = decoded.iter().map(|(_, s, e)| (*s, *e)).collect();
+            decoded = decode_spans(&once, |i| (spans[i].0, spans[i].1));
+        }
+        let hay: Vec<u8> = decoded
+            .iter()
+            .map(|(b, ..)| b.to_ascii_lowercase())
+            .collect();
+        let mut hits: Vec<(usize, usize)> = Vec::new();
+        for (form, kind) in self.forms() {
+            for start in memchr::memmem::find_iter(&hay, &form) {
+                let end = start + form.len();
+                if standalone(&hay, start, end, &form, kind) {
+                    hits.push((start, end));
+                }
+            }
+        }
+        if hits.is_empty() {
+            return None;
+        }
+        hits.sort_unstable();
+        let mut out = Vec::with_capacity(text.len());
+        let mut raw_pos = 0;
+        let mut i = 0;
+        while i < hits.len() {
+            let (start, mut end) = hits[i];
+            i += 1;
+            while i < hits.len() && hits[i].0 <= end {
+                end = end.max(hits[i].1);
+                i += 1;
+            }
+            let (raw_start, raw_end) = (decoded[start].1, decoded[end - 1].2);
+            out.extend_from_slice(&text[raw_pos..raw_start]);
+            out.extend_from_slice(REDACTED.as_bytes());
+            raw_pos = raw_end;
+        }
+        out.extend_from_slice(&text[raw_pos..]);
+        Some(out)
+    }
+}
+
+/// Percent-decodes `raw` (as [`Decoded`], without `+`), each byte with the logged span
+/// `span(i)` of the input bytes it came from.
+fn decode_spans(raw: &[u8], span: impl Fn(usize) -> (usize, usize)) -> Vec<(u8, usize, usize)> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                raw.get(i + 1).copied().and_then(hex_value),
+                raw.get(i + 2).copied().and_then(hex_value),
+            )
+        {
+            out.push((h << 4 | l, span(i).0, span(i + 2).1));
+            i += 3;
+        } else {
+            let (s, e) = span(i);
+            out.push((raw[i], s, e));
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Whether the match `hay[start..end]` of `form` stands alone (see [`FormKind`]).
+fn standalone(hay: &[u8], start: usize, end: usize, form: &[u8], kind: FormKind) -> bool {
+    let before = start.checked_sub(1).map(|i| hay[i]);
+    let after = hay.get(end).copied();
+    match kind {
+        FormKind::Token => {
+            !before.is_some_and(|b| b.is_ascii_alphanumeric())
+                && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+        }
+        FormKind::V4 => {
+            !before.is_some_and(|b| b.is_ascii_digit())
+                && !after.is_some_and(|b| b.is_ascii_digit())
+        }
+        FormKind::V6 => {
+            // A hex digit next to an edge group shorter than 4 makes another address
+            // (`2001:db8::1` in `2001:db8::10`); anything else next to it may be
+            // another address around this one (`3:2001:db8::1`), redacted all the same.
+            let lead = form.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            let trail = form
+                .iter()
+                .rev()
+                .take_while(|b| b.is_ascii_hexdigit())
+                .count();
+            let hex = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_hexdigit());
+            let continued_before = (1..4).contains(&lead) && hex(before);
+            let continued_after = if form.contains(&b'.') {
+                after.is_some_and(|b| b.is_ascii_digit())
+            } else {
+                (1..4).contains(&trail) && hex(after)
+            };
+            !continued_before && !continued_after
+        }
+    }
+}
+
 /// The bot definition now lives with the device and browser tables in [`crate::classify`].
 pub use crate::classify::{BOT_MARKERS, is_bot};
+
+/// Helpers for the tests of other modules.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// `raw` percent-decoded once (lenient, `+` kept).
+    pub(crate) fn decode(raw: &[u8]) -> Vec<u8> {
+        super::Decoded {
+            raw,
+            plus_is_space: false,
+        }
+        .collect()
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -897,6 +1609,19 @@ mod tests {
         "/news/2026-11-01/top-10-onsen",
         "/static/app.3f9a1c2e.js",
         "/isbn/978-4-06",
+        // not phone numbers: versions, dates, numeric ids (no leading 0 or +)
+        "/item/1234567890",
+        "/archive/20261101",
+        "/files/pkg-2.20101014.3063.tar.gz",
+        "/v/10.0.19041.1234",
+        "/news/01.02.2026",
+        // not IP literals: versions, times, C++ names, dates
+        "/dl/app-1.2.3.4.5.zip",
+        "/dl/app-1.2.3.zip",
+        "/docs/std::vector",
+        "/at/12:30:00",
+        "/news/26.11.2026",
+        "/v/10.256.1.1",
     ];
 
     #[test]
@@ -960,6 +1685,10 @@ mod tests {
                 "/unsubscribe/:redacted",
             ),
             ("/share/1a2B3cD4eF5gH6iJ7kL8mN9oP0qR", "/share/:redacted"),
+            // Session segments: a token part next to a word part.
+            ("/reset/sess_k3i9v0d9o5e4b8p3g2c1", "/reset/:redacted"),
+            ("/reset/session-k3i9v0d9o5e4b8p3g2c1m7", "/reset/:redacted"),
+            ("/s/PHPSESSID_q8v3k1m0c7n2b5x4z9l6j3h1", "/s/:redacted"),
             // UUIDs.
             (
                 "/orders/550e8400-e29b-41d4-a716-446655440000",
@@ -974,10 +1703,34 @@ mod tests {
             ("/callback/+81312345678", "/callback/:redacted"),
             ("/callback/%2B81%203%201234%205678", "/callback/:redacted"),
             ("/tel/(03)%201234-5678", "/tel/:redacted"),
+            // IP literals, either family, anywhere in a segment.
+            ("/geo/203.0.113.77", "/geo/:redacted"),
+            ("/geo/ip-203.0.113.77.json", "/geo/:redacted"),
+            ("/geo/203%2E0%2E113%2E77", "/geo/:redacted"),
+            ("/geo/2001:db8::1/x", "/geo/:redacted/x"),
+            ("/geo/fe80::1", "/geo/:redacted"),
+            ("/geo/%5B2001:DB8:0:0:0:0:0:1%5D", "/geo/:redacted"),
+            ("/geo/::ffff:198.51.100.7", "/geo/:redacted"),
             // Card numbers (Luhn-valid or not: both are 13+ digit runs).
             ("/pay/4111111111111111", "/pay/:redacted"),
             ("/pay/4111%201111%201111%201111/ok", "/pay/:redacted/ok"),
             ("/pay/4111-1111-1111-1112", "/pay/:redacted"),
+            // Phone numbers: Japanese and E.164, any separators, full-width digits.
+            ("/callback/090-1234-5678", "/callback/:redacted"),
+            ("/callback/090.1234.5678", "/callback/:redacted"),
+            ("/callback/090%201234%205678", "/callback/:redacted"),
+            ("/callback/09012345678", "/callback/:redacted"),
+            ("/callback/0312345678", "/callback/:redacted"),
+            ("/callback/+81%2090%201234%205678", "/callback/:redacted"),
+            ("/callback/+81.90.1234.5678", "/callback/:redacted"),
+            ("/callback/+819012345678", "/callback/:redacted"),
+            ("/callback/tel:555-123-4567", "/callback/:redacted"),
+            (
+                "/callback/%EF%BC%90%EF%BC%99%EF%BC%90%EF%BC%8D%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%8D%EF%BC%95%EF%BC%96%EF%BC%97%EF%BC%98",
+                "/callback/:redacted",
+            ),
+            ("/callback/０９０１２３４５６７８", "/callback/:redacted"),
+            ("/pay/378282246310005", "/pay/:redacted"),
             // A date with a time has too many digits to tell from a phone number.
             ("/backup/2026-11-01-1230", "/backup/:redacted"),
             // Every segment is checked, not only the last.
@@ -998,11 +1751,20 @@ mod tests {
         assert!(personal("0123456789abcdef"));
         assert!(!personal("abcdefabcdef012"));
         assert!(!personal("abcdef01234567a-abcdef01234567a"));
-        // Phone: 9 digits, not 8; a `.` ends the run.
+        // Phone: 3 groups of 9 digits, not 8; a leading 0 and 10 digits, not 9; a `+` and
+        // 8 digits, not 7; 13 digits without a `.`.
         assert!(personal("123-456-789"));
         assert!(!personal("1234-5678"));
         assert!(!personal("2026-11-01"));
         assert!(!personal("1234.56789"));
+        assert!(personal("0123456789"));
+        assert!(!personal("012345678"));
+        assert!(!personal("123456789012"));
+        assert!(personal("1234567890123"));
+        assert!(!personal("1.234567890123"));
+        assert!(personal("+12345678"));
+        assert!(!personal("+1234567"));
+        assert!(!personal("a+b 12345678"));
         // UUID shape, exactly.
         // (Letters-only groups and a word part, so no other rule fires.)
         assert!(personal("xx-deadbeef-cafe-babe-f00d-abcdefabcdef-yy"));
@@ -1288,13 +2050,164 @@ mod tests {
         assert_eq!(d("https://www.google.com/search?q=x"), "www.google.com");
         assert_eq!(d("http://Example.COM:8080/x"), "example.com");
         assert_eq!(d("https://user:secret@host.example/"), "host.example");
-        assert_eq!(d("http://[2001:db8::1]:80/"), "[2001:db8::1]");
+        // An IP-literal host is `(ip)`, whatever its form.
+        for ip in [
+            "http://[2001:db8::1]:80/",
+            "http://203.0.113.9/x",
+            "https://203.0.113.9:8443",
+            "http://2001:db8::1/",
+            "http://[::ffff:203.0.113.9]/",
+            "http://user@198.51.100.7/",
+        ] {
+            assert_eq!(d(ip), IP_REFERRER, "{ip}");
+        }
+        assert_eq!(d("http://203.0.113.9.nip.io/"), IP_REFERRER);
+        assert_eq!(d("http://www.example.com/1.2.3.4"), "www.example.com");
         assert_eq!(
             d("android-app://com.google.android.gm"),
             "com.google.android.gm"
         );
         assert_eq!(d("\u{7f}junk"), INVALID_REFERRER);
         assert_eq!(ReferrerDomain::from_referer(None).as_str(), NO_REFERRER);
+    }
+
+    fn own(client: &str, cookie: Option<&str>, text: &str) -> String {
+        let ids = LineIdentifiers::new([Some(client.as_bytes()), None], cookie.map(str::as_bytes));
+        ids.redact(text.as_bytes())
+            .map_or_else(|| text.to_owned(), |r| String::from_utf8(r).unwrap())
+    }
+
+    #[test]
+    fn own_ipv4_is_redacted_in_every_form() {
+        let c = "203.0.113.77";
+        for (text, want) in [
+            ("/geo/203.0.113.77", "/geo/:redacted"),
+            ("/geo/203-0-113-77.html", "/geo/:redacted.html"),
+            ("/geo/ip_203_0_113_77", "/geo/ip_:redacted"),
+            ("/geo/203%2E0%2E113%2E77/x", "/geo/:redacted/x"),
+            ("/geo/203%2e0%2e113%2e77", "/geo/:redacted"),
+            ("/geo/203%252E0%252E113%252E77", "/geo/:redacted"),
+            ("/geo/%32%30%33.0.113.77", "/geo/:redacted"),
+            ("/geo/::ffff:203.0.113.77", "/geo/:redacted"),
+            ("/geo/[::FFFF:203.0.113.77]", "/geo/[:redacted]"),
+            (
+                "/?ip=203.0.113.77&utm_source=203.0.113.77",
+                "/?ip=:redacted&utm_source=:redacted",
+            ),
+            ("https://203.0.113.77:8080/x", "https://:redacted:8080/x"),
+            // Another address, or none.
+            ("/geo/203.0.113.7", "/geo/203.0.113.7"),
+            ("/geo/203.0.113.770", "/geo/203.0.113.770"),
+            ("/geo/1203.0.113.77", "/geo/1203.0.113.77"),
+            ("/v/113.77", "/v/113.77"),
+        ] {
+            assert_eq!(own(c, None, text), want, "{text}");
+        }
+        // As a port-suffixed or mapped client, the same address.
+        assert_eq!(
+            own("203.0.113.77:4431", None, "/a/203.0.113.77"),
+            "/a/:redacted"
+        );
+        assert_eq!(
+            own("::ffff:203.0.113.77", None, "/a/203-0-113-77"),
+            "/a/:redacted"
+        );
+    }
+
+    #[test]
+    fn own_ipv6_is_redacted_in_every_form() {
+        let c = "2001:db8::1";
+        for (text, want) in [
+            ("/geo/2001:db8::1", "/geo/:redacted"),
+            ("/geo/2001:DB8::1/x", "/geo/:redacted/x"),
+            (
+                "/geo/2001:0db8:0000:0000:0000:0000:0000:0001",
+                "/geo/:redacted",
+            ),
+            ("/geo/2001:db8:0:0:0:0:0:1", "/geo/:redacted"),
+            ("/geo/[2001:db8::1]", "/geo/[:redacted]"),
+            ("/geo/2001%3Adb8%3A%3A1", "/geo/:redacted"),
+            (
+                "/geo/2001-db8--1.ipv6-literal.net",
+                "/geo/:redacted.ipv6-literal.net",
+            ),
+            ("http://[2001:db8::1]:80/", "http://[:redacted]:80/"),
+            ("/ip-2001:db8::1", "/ip-:redacted"),
+            // Other addresses that contain its text.
+            ("/geo/2001:db8::10", "/geo/2001:db8::10"),
+            ("/geo/2001:db8::1a", "/geo/2001:db8::1a"),
+            ("/geo/a2001:db8::1", "/geo/a:redacted"),
+            ("/geo/2001:db8::1:5", "/geo/:redacted:5"),
+        ] {
+            assert_eq!(own(c, None, text), want, "{text}");
+        }
+        assert_eq!(
+            own("[2001:DB8::1]:443", None, "/x/2001:db8::1"),
+            "/x/:redacted"
+        );
+        let c = "2001:db8:3f08:100b:1461:f218:c9d7:d8bd";
+        assert_eq!(
+            own(c, None, "/x/2001:DB8:3F08:100B:1461:F218:C9D7:D8BD"),
+            "/x/:redacted"
+        );
+    }
+
+    #[test]
+    fn own_cookie_is_redacted_as_a_whole_token() {
+        let c = "192.0.2.1";
+        let cookie = Some("u-a4d71a51df963e6c");
+        for (text, want) in [
+            ("/reset/u-a4d71a51df963e6c", "/reset/:redacted"),
+            ("/reset/U-A4D71A51DF963E6C/x", "/reset/:redacted/x"),
+            ("/?uid=u-a4d71a51df963e6c&x=1", "/?uid=:redacted&x=1"),
+            (
+                "https://u-a4d71a51df963e6c.example.com/",
+                "https://:redacted.example.com/",
+            ),
+            ("/r/u%2Da4d71a51df963e6c", "/r/:redacted"),
+            // Not a whole token: part of a longer word.
+            ("/r/xu-a4d71a51df963e6c", "/r/xu-a4d71a51df963e6c"),
+            ("/r/u-a4d71a51df963e6c0", "/r/u-a4d71a51df963e6c0"),
+        ] {
+            assert_eq!(own(c, cookie, text), want, "{text}");
+        }
+        // Shorter than 8 bytes: not a token of its own.
+        assert_eq!(own(c, Some("ab12cd3"), "/x/ab12cd3"), "/x/ab12cd3");
+        assert_eq!(own(c, Some("ab12cd34"), "/x/ab12cd34"), "/x/:redacted");
+        // A host-name client is a token too.
+        assert_eq!(
+            own(
+                "pc-tanaka.example.jp",
+                None,
+                "https://pc-tanaka.example.jp/"
+            ),
+            "https://:redacted/"
+        );
+        let nothing = LineIdentifiers::new([None, None], Some(b"short"));
+        assert!(nothing.is_empty() && nothing.redact(b"/short").is_none());
+        assert_eq!(
+            format!(
+                "{:?}",
+                LineIdentifiers::new([Some(b"192.0.2.1"), None], cookie.map(str::as_bytes))
+            ),
+            "LineIdentifiers { addresses: 1, tokens: 1 }"
+        );
+    }
+
+    #[test]
+    fn own_identifiers_in_a_referrer_host() {
+        let ids = LineIdentifiers::new([Some(b"203.0.113.77"), None], Some(b"k3i9v0d9o5e4"));
+        let d = |r: &str| {
+            let r = ids.redact(r.as_bytes()).unwrap();
+            ReferrerDomain::from_referer(Some(&r)).as_str().to_owned()
+        };
+        assert_eq!(d("http://203.0.113.77:8080/x"), REDACTED);
+        assert_eq!(d("https://k3i9v0d9o5e4/"), REDACTED);
+        assert_eq!(
+            d("https://K3I9V0D9O5E4.example.com/"),
+            ":redacted.example.com"
+        );
+        assert_eq!(d("http://[::ffff:203.0.113.77]/"), IP_REFERRER);
     }
 
     #[test]

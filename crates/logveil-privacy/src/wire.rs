@@ -955,7 +955,16 @@ mod tests {
         // If this fails, the encoding changed: never rewrite this version's golden file;
         // bump WIRE_VERSION (old batches then fail with UnsupportedVersion) and create
         // the new version's file with UPDATE_GOLDEN=1.
-        let events = mixed_events();
+        let mut events = mixed_events();
+        // The golden batch was encoded before an IP-literal referrer became `(ip)` (#15):
+        // it pins the events as first encoded, which decode must always read (edges of the
+        // older version may still send them).
+        for event in &mut events {
+            if event.referrer.as_str() == crate::sanitize::IP_REFERRER {
+                event.referrer = crate::sanitize::ReferrerDomain::from_wire("[2001:db8::1]".into())
+                    .expect("a host as the older sanitiser kept it");
+            }
+        }
         let batch = encode(&header(), &events);
         let path = golden_path();
         if !path.exists() && std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
