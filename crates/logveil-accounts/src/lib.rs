@@ -10,16 +10,19 @@
 //! `interests` are read only when [`Attributes`] asks for them (and when the source has
 //! them: older exports without them load, every value `unknown`); each value is generalised
 //! ([`logveil_privacy::generalize`], [`logveil_privacy::area`]) as its row is read and the
-//! raw text dropped at once. [`AccountStore::join`] applies a purpose's consent rules.
+//! raw text dropped at once: every dimension has a closed list of values, and stored text
+//! that is none of its spellings is counted per column ([`LoadStats::unrecognised`]), never
+//! kept. All four sources go through the same mapping ([`Builder::add`]).
+//! [`AccountStore::join`] applies a purpose's consent rules.
 
 pub mod parquet;
 pub mod postgres;
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use logveil_privacy::generalize::{self, Interests, UNKNOWN};
+use logveil_privacy::generalize::{self, Interests, Mapped, UNKNOWN};
 use logveil_privacy::keys::parse_date;
 use logveil_privacy::{ConsentColumn, Dimension, Pseudonym, Pseudonymizer, Purpose};
 
@@ -120,7 +123,8 @@ pub struct Account {
     pub key: Pseudonym,
     /// Days since 1970-01-01; `None` when empty or invalid.
     pub birth_day: Option<i32>,
-    /// Lower-cased gender, or `unknown`.
+    /// `female`, `male`, `other` or `unknown` ([`generalize::gender`]); never the stored
+    /// text.
     pub gender: Box<str>,
     /// Prefecture of the postal code ([`logveil_privacy::area`]), or `unknown`.
     pub area: &'static str,
@@ -223,6 +227,12 @@ pub struct LoadStats {
     pub ambiguous_cookies: u64,
     /// Birth dates that are not `YYYY-MM-DD`: treated as unknown.
     pub invalid_birth_dates: u64,
+    /// Per source column (`birth_date`, `gender`, `zip_code`, `occupation`, `industry`,
+    /// `interests`), the non-empty values that are none of the dimension's spellings (for
+    /// `interests`, the items): they became `unknown` (`birth_date`, `gender`, `zip_code`)
+    /// or `other`. One count per account (not per cookie row); only columns with a count
+    /// appear.
+    pub unrecognised: BTreeMap<&'static str, u64>,
 }
 
 /// Accounts indexed by the pseudonym of each linked cookie.
@@ -307,17 +317,17 @@ struct Row<'r> {
     account_id: &'r [u8],
     cookie_id: Option<&'r [u8]>,
     birth_date: BirthDate<'r>,
-    gender: &'r str,
+    gender: &'r [u8],
     flags: [bool; 4],
     /// [`OPTIONAL_COLUMNS`] as stored; `None` when not read (not wanted, or absent).
-    optional: [Option<&'r str>; 4],
+    optional: [Option<&'r [u8]>; 4],
 }
 
 /// A birth date as the source stores it.
 #[derive(Clone, Copy)]
 enum BirthDate<'r> {
     /// `YYYY-MM-DD`; empty means unknown.
-    Text(&'r str),
+    Text(&'r [u8]),
     /// Days since 1970-01-01 (a typed date column).
     Day(i32),
     Unknown,
@@ -329,8 +339,11 @@ impl BirthDate<'_> {
     fn day(self) -> Result<Option<i32>, ()> {
         match self {
             Self::Unknown => Ok(None),
-            Self::Text(t) if t.trim().is_empty() => Ok(None),
-            Self::Text(t) => parse_date(t.trim()).map(Some).ok_or(()),
+            Self::Text(t) => match std::str::from_utf8(t).map(str::trim) {
+                Ok("") => Ok(None),
+                Ok(t) => parse_date(t).map(Some).ok_or(()),
+                Err(_) => Err(()),
+            },
             Self::Day(d) => {
                 let range = parse_date("0000-01-01").unwrap_or(i32::MIN)
                     ..=parse_date("9999-12-31").unwrap_or(i32::MAX);
@@ -372,9 +385,32 @@ impl<'p> Builder<'p> {
         let index = match self.by_account.entry(key) {
             Entry::Occupied(e) => *e.get(),
             Entry::Vacant(e) => {
+                let stats = &mut self.store.stats;
                 let birth_day = row.birth_date.day().unwrap_or_else(|()| {
-                    self.store.stats.invalid_birth_dates += 1;
+                    stats.invalid_birth_dates += 1;
+                    *stats.unrecognised.entry("birth_date").or_default() += 1;
                     None
+                });
+                // The one place where stored text becomes a dimension value.
+                let mut map = |column: &'static str, m: Mapped| {
+                    if !m.recognised {
+                        *stats.unrecognised.entry(column).or_default() += 1;
+                    }
+                    m.value
+                };
+                let gender = map("gender", generalize::gender(row.gender));
+                let [area, occupation, industry] = [
+                    (0, generalize::area as fn(&[u8]) -> Mapped),
+                    (1, generalize::occupation),
+                    (2, generalize::industry),
+                ]
+                .map(|(k, f)| row.optional[k].map_or(UNKNOWN, |v| map(OPTIONAL_COLUMNS[k], f(v))));
+                let interests = row.optional[3].map_or_else(Interests::default, |v| {
+                    let (interests, unrecognised) = Interests::parse(v);
+                    if unrecognised > 0 {
+                        *stats.unrecognised.entry(OPTIONAL_COLUMNS[3]).or_default() += unrecognised;
+                    }
+                    interests
                 });
                 let [
                     consent_research,
@@ -385,11 +421,11 @@ impl<'p> Builder<'p> {
                 self.store.accounts.push(Account {
                     key,
                     birth_day,
-                    gender: generalize::gender(row.gender),
-                    area: row.optional[0].map_or(UNKNOWN, logveil_privacy::area::area),
-                    occupation: row.optional[1].map_or(UNKNOWN, generalize::occupation),
-                    industry: row.optional[2].map_or(UNKNOWN, generalize::industry),
-                    interests: row.optional[3].map_or_else(Interests::default, Interests::parse),
+                    gender: gender.into(),
+                    area,
+                    occupation,
+                    industry,
+                    interests,
                     consent_research,
                     consent_advertising,
                     newsletter_opt_out,
@@ -502,9 +538,6 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
             message,
         };
         let field = |i: usize| record.get(i).unwrap_or_default();
-        let text = |i: usize, name: &'static str| {
-            std::str::from_utf8(field(i)).map_err(|_| bad(name, "not UTF-8"))
-        };
         let account_id = field(c_account).trim_ascii();
         if account_id.is_empty() {
             return Err(bad("account_id", "empty"));
@@ -517,14 +550,14 @@ fn load_csv(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsError>
         let mut optional = [None; 4];
         for (k, c) in c_optional.iter().enumerate() {
             if let Some(c) = *c {
-                optional[k] = Some(text(c, OPTIONAL_COLUMNS[k])?);
+                optional[k] = Some(field(c));
             }
         }
         builder.add(&Row {
             account_id,
             cookie_id: Some(field(c_cookie).trim_ascii()),
-            birth_date: BirthDate::Text(text(c_birth, "birth_date")?),
-            gender: text(c_gender, "gender")?,
+            birth_date: BirthDate::Text(field(c_birth)),
+            gender: field(c_gender),
             flags,
             optional,
         });
@@ -609,10 +642,8 @@ fn load_sqlite(path: &Path, builder: &mut Builder<'_>) -> Result<(), AccountsErr
                 ValueRef::Integer(_) | ValueRef::Real(_) => Err(bad(name, "expected text")),
             }
         };
-        let text = |i: usize, name: &'static str| -> Result<&str, AccountsError> {
-            bytes(i, name)?.map_or(Ok(""), |b| {
-                std::str::from_utf8(b).map_err(|_| bad(name, "not UTF-8"))
-            })
+        let text = |i: usize, name: &'static str| -> Result<&[u8], AccountsError> {
+            Ok(bytes(i, name)?.unwrap_or_default())
         };
         let account_id = bytes(0, "account_id")?.ok_or_else(|| bad("account_id", "NULL"))?;
         let mut flags = [false; 4];
@@ -690,7 +721,8 @@ A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
                 accounts: 5,
                 cookie_links: 6,
                 ambiguous_cookies: 1,
-                invalid_birth_dates: 1
+                invalid_birth_dates: 1,
+                unrecognised: [("birth_date", 1), ("occupation", 1)].into(),
             }
         );
         let research = purpose(Some(ConsentColumn::ConsentResearch), false);
@@ -717,6 +749,96 @@ A5,c-5,a5@example.com,1960-01-01,male,,,,,1,0,0,0\n";
             store.join(&v("c-1"), &purpose(None, false)).name(),
             "no_account"
         );
+    }
+
+    /// Free text in `gender` (an e-mail, a phone number, bytes that are not UTF-8, a
+    /// megabyte) becomes `unknown` and is counted, from CSV and `SQLite` alike.
+    #[test]
+    fn unrecognised_values_are_unknown_and_counted_in_every_source() {
+        let long = "f".repeat(1 << 20);
+        let genders: [&[u8]; 8] = [
+            b"Alice@example.com",
+            b"+81 90-1234-5678",
+            b" Woman ",
+            b"M",
+            b"non-binary",
+            b"",
+            b"\xffF",
+            long.as_bytes(),
+        ];
+        let want = [
+            "unknown", "unknown", "female", "male", "other", "unknown", "unknown", "unknown",
+        ];
+        let zips: [&[u8]; 8] = [
+            b"100-0001",
+            b"bob@example.com",
+            b"",
+            b"\xff",
+            b"",
+            b"",
+            b"",
+            b"",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("a.csv");
+        let mut text = b"account_id,cookie_id,birth_date,gender,zip_code,consent_research,consent_advertising,newsletter_opt_out,deleted\n".to_vec();
+        for (i, (g, z)) in genders.iter().zip(zips).enumerate() {
+            text.extend_from_slice(format!("A{i},c-{i},,").as_bytes());
+            text.extend_from_slice(g);
+            text.push(b',');
+            text.extend_from_slice(z);
+            text.extend_from_slice(b",1,0,0,0\n");
+        }
+        std::fs::write(&csv, text).unwrap();
+        let db = dir.path().join("a.db");
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE accounts (account_id TEXT PRIMARY KEY, birth_date TEXT, gender TEXT, zip_code TEXT, consent_research INTEGER NOT NULL, consent_advertising INTEGER NOT NULL, newsletter_opt_out INTEGER NOT NULL, deleted INTEGER NOT NULL);
+             CREATE TABLE account_cookies (cookie_id TEXT PRIMARY KEY, account_id TEXT NOT NULL);",
+        )
+        .unwrap();
+        for (i, (g, z)) in genders.iter().zip(zips).enumerate() {
+            // As stored by a careless import: text that is not UTF-8 is a blob.
+            conn.execute(
+                "INSERT INTO accounts VALUES (?1, NULL, ?2, ?3, 1, 0, 0, 0)",
+                rusqlite::params![
+                    format!("A{i}"),
+                    std::str::from_utf8(g).map_or_else(
+                        |_| rusqlite::types::Value::Blob(g.to_vec()),
+                        |t| rusqlite::types::Value::Text(t.to_owned())
+                    ),
+                    std::str::from_utf8(z).map_or_else(
+                        |_| rusqlite::types::Value::Blob(z.to_vec()),
+                        |t| rusqlite::types::Value::Text(t.to_owned())
+                    ),
+                ],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO account_cookies VALUES (?1, ?2)",
+                [format!("c-{i}"), format!("A{i}")],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let p = pseudonymizer();
+        let research = purpose(Some(ConsentColumn::ConsentResearch), false);
+        for source in [AccountSource::Csv(csv), AccountSource::Sqlite(db)] {
+            let store = AccountStore::load(&source, &p).unwrap();
+            assert_eq!(
+                store.stats().unrecognised,
+                [("gender", 4), ("zip_code", 2)].into(),
+                "{source}"
+            );
+            for (i, want) in want.iter().enumerate() {
+                let v = p.visitor_from_cookie(format!("c-{i}").as_bytes());
+                let JoinOutcome::Joined(a) = store.join(&v, &research) else {
+                    panic!("{source}: c-{i} should join")
+                };
+                assert_eq!(&*a.gender, *want, "{source}: row {i}");
+                assert!(generalize::GENDERS.contains(&&*a.gender) || &*a.gender == UNKNOWN);
+            }
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ enum BirthColumn<'a> {
 impl BirthColumn<'_> {
     fn get(&self, i: usize) -> BirthDate<'_> {
         match self {
-            Self::Text(t) => t(i).map_or(BirthDate::Unknown, BirthDate::Text),
+            Self::Text(t) => t(i).map_or(BirthDate::Unknown, |t| BirthDate::Text(t.as_bytes())),
             Self::Date(d) if d.is_valid(i) => BirthDate::Day(d.value(i)),
             Self::Date(_) => BirthDate::Unknown,
         }
@@ -251,14 +251,14 @@ pub(crate) fn load(path: &Path, builder: &mut Builder<'_>) -> Result<(), Account
             let mut optional = [None; 4];
             for (k, column) in optional_columns.iter().enumerate() {
                 if let Some(column) = column {
-                    optional[k] = Some(column(i).unwrap_or_default());
+                    optional[k] = Some(column(i).unwrap_or_default().as_bytes());
                 }
             }
             builder.add(&Row {
                 account_id: id.as_bytes(),
                 cookie_id: cookie_id(i).map(|c| c.trim_ascii().as_bytes()),
                 birth_date: birth_date.get(i),
-                gender: gender(i).unwrap_or_default(),
+                gender: gender(i).unwrap_or_default().as_bytes(),
                 flags,
                 optional,
             });

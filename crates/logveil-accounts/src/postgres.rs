@@ -198,14 +198,15 @@ impl PostgresSource {
             let mut optional = [None; 4];
             for (k, name) in OPTIONAL_COLUMNS.iter().enumerate() {
                 if read[k] {
-                    optional[k] = Some(text(8 + k, name)?.unwrap_or_default());
+                    optional[k] = Some(text(8 + k, name)?.unwrap_or_default().as_bytes());
                 }
             }
             builder.add(&Row {
                 account_id: account_id.as_bytes(),
                 cookie_id: text(1, "cookie_id")?.map(|c| c.trim_ascii().as_bytes()),
-                birth_date: text(2, "birth_date")?.map_or(BirthDate::Unknown, BirthDate::Text),
-                gender: text(3, "gender")?.unwrap_or_default(),
+                birth_date: text(2, "birth_date")?
+                    .map_or(BirthDate::Unknown, |t| BirthDate::Text(t.as_bytes())),
+                gender: text(3, "gender")?.unwrap_or_default().as_bytes(),
                 flags,
                 optional,
             });

@@ -125,6 +125,17 @@ fn same_results_from_csv_sqlite_parquet_and_postgres() {
             cookie_links: 879,
             ambiguous_cookies: 0,
             invalid_birth_dates: 0,
+            // "Prefer not to say"; "Consultant, independent" and "Artist (\"freelance\")";
+            // "Tourism"; "karaoke"; `209-…`, `000-…`, `12-…`, `SW1A 1AA`, `90210`: the
+            // sample's values outside the vocabularies, counted alike from every source.
+            unrecognised: [
+                ("gender", 9),
+                ("occupation", 39),
+                ("industry", 46),
+                ("interests", 196),
+                ("zip_code", 47)
+            ]
+            .into(),
         }
     );
     let names: Vec<String> = outcomes(&csv, &pseudonymizer())

@@ -1,9 +1,14 @@
 //! Generalised quasi-identifiers: what an account's attributes may become in a report.
 //!
 //! Every function maps stored text to a `&'static str` from a documented list, so the
-//! stored text can be dropped as soon as a row is read: age band, gender, area
+//! stored text can be dropped as soon as a row is read: age band, gender ([`GENDERS`]), area
 //! ([`crate::area`]), occupation ([`OCCUPATIONS`]), industry ([`INDUSTRIES`]) and
-//! interests ([`INTERESTS`], multi-valued).
+//! interests ([`INTERESTS`], multi-valued). The functions for the account columns take the
+//! stored bytes as the source gives them and say whether they were recognised ([`Mapped`]):
+//! text that is none of a dimension's spellings (an e-mail address typed into `gender`, a
+//! value that is not UTF-8, a megabyte of anything) never becomes a value of its own, only
+//! `unknown` or `other`, and the account loader counts it. This is the one place where
+//! stored account text becomes a dimension value, for every source.
 
 use logveil_parse::time::civil_from_days;
 
@@ -40,18 +45,79 @@ pub fn age_band(birth_day: Option<i32>, on_day: i32) -> &'static str {
     }
 }
 
-/// Gender as stored, trimmed and lower-cased; empty → [`UNKNOWN`].
-pub fn gender(stored: &str) -> Box<str> {
-    let g = stored.trim();
-    if g.is_empty() {
-        UNKNOWN.into()
-    } else {
-        g.to_lowercase().into()
+/// Label for a non-empty value that is not in a dimension's documented list.
+pub const OTHER: &str = "other";
+
+/// What one stored account value became: `value` is from the dimension's closed list;
+/// `recognised` is false when the stored text was not one of the dimension's spellings
+/// (it became [`UNKNOWN`] or [`OTHER`] and is counted as unrecognised). Empty text is
+/// recognised: it means unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapped {
+    pub value: &'static str,
+    pub recognised: bool,
+}
+
+impl Mapped {
+    const fn known(value: &'static str) -> Self {
+        Self {
+            value,
+            recognised: true,
+        }
+    }
+
+    const fn unrecognised(value: &'static str) -> Self {
+        Self {
+            value,
+            recognised: false,
+        }
     }
 }
 
-/// Label for a non-empty value that is not in a dimension's documented list.
-pub const OTHER: &str = "other";
+/// Stored text, trimmed: `None` when it is not UTF-8.
+fn stored_text(stored: &[u8]) -> Option<&str> {
+    std::str::from_utf8(stored).ok().map(str::trim)
+}
+
+/// The values of the `gender` dimension (besides [`UNKNOWN`]).
+pub const GENDERS: [&str; 3] = ["female", "male", "other"];
+
+/// The other spellings of [`GENDERS`] (compared like values: trimmed, case-insensitive,
+/// `-`, `_` and space alike).
+const GENDER_ALIASES: &[(&str, &str)] = &[
+    ("f", "female"),
+    ("woman", "female"),
+    ("m", "male"),
+    ("man", "male"),
+    ("x", "other"),
+    ("non_binary", "other"),
+];
+
+/// Gender: `female` (`f`, `female`, `woman`), `male` (`m`, `male`, `man`), `other`
+/// (`other`, `x`, `non-binary`), any case, surrounding white space ignored; empty →
+/// [`UNKNOWN`]; anything else → [`UNKNOWN`], unrecognised.
+pub fn gender(stored: &[u8]) -> Mapped {
+    match stored_text(stored) {
+        Some("") => Mapped::known(UNKNOWN),
+        Some(g) => {
+            lookup(g, &GENDERS, GENDER_ALIASES).map_or(Mapped::unrecognised(UNKNOWN), Mapped::known)
+        }
+        None => Mapped::unrecognised(UNKNOWN),
+    }
+}
+
+/// The prefecture of a stored postal code ([`crate::area::area`]); empty → [`UNKNOWN`];
+/// anything that is not a Japanese postal code → [`UNKNOWN`], unrecognised.
+pub fn area(stored: &[u8]) -> Mapped {
+    match stored_text(stored) {
+        Some("") => Mapped::known(UNKNOWN),
+        Some(zip) => match crate::area::area(zip) {
+            UNKNOWN => Mapped::unrecognised(UNKNOWN),
+            prefecture => Mapped::known(prefecture),
+        },
+        None => Mapped::unrecognised(UNKNOWN),
+    }
+}
 
 /// Top-level occupations: the values of the `occupation` dimension (besides [`OTHER`] and
 /// [`UNKNOWN`]).
@@ -185,29 +251,39 @@ fn spells(value: &str, canonical: &str) -> bool {
             .all(|(a, b)| fold(a) == fold(b))
 }
 
-/// `stored`, trimmed, as one of `values` (directly or through `aliases`); non-empty text
-/// that matches none is [`OTHER`], empty text [`UNKNOWN`].
-fn one_of(stored: &str, values: &[&'static str], aliases: &[(&str, &'static str)]) -> &'static str {
-    let v = stored.trim();
-    if v.is_empty() {
-        return UNKNOWN;
-    }
+/// `v` (trimmed, non-empty) as one of `values`, directly or through `aliases`.
+fn lookup(
+    v: &str,
+    values: &[&'static str],
+    aliases: &[(&str, &'static str)],
+) -> Option<&'static str> {
     values
         .iter()
         .copied()
         .find(|c| spells(v, c))
         .or_else(|| aliases.iter().find(|(a, _)| spells(v, a)).map(|(_, c)| *c))
-        .unwrap_or(OTHER)
+}
+
+/// `stored`, trimmed, as one of `values` (directly or through `aliases`); empty text is
+/// [`UNKNOWN`], `other` itself [`OTHER`], and any other text (or bytes that are not UTF-8)
+/// [`OTHER`], unrecognised.
+fn one_of(stored: &[u8], values: &[&'static str], aliases: &[(&str, &'static str)]) -> Mapped {
+    match stored_text(stored) {
+        Some("") => Mapped::known(UNKNOWN),
+        Some(v) if spells(v, OTHER) => Mapped::known(OTHER),
+        Some(v) => lookup(v, values, aliases).map_or(Mapped::unrecognised(OTHER), Mapped::known),
+        None => Mapped::unrecognised(OTHER),
+    }
 }
 
 /// The top-level occupation ([`OCCUPATIONS`]) of a stored occupation, or [`OTHER`] /
 /// [`UNKNOWN`].
-pub fn occupation(stored: &str) -> &'static str {
+pub fn occupation(stored: &[u8]) -> Mapped {
     one_of(stored, &OCCUPATIONS, OCCUPATION_ALIASES)
 }
 
 /// The JSIC division ([`INDUSTRIES`]) of a stored industry, or [`OTHER`] / [`UNKNOWN`].
-pub fn industry(stored: &str) -> &'static str {
+pub fn industry(stored: &[u8]) -> Mapped {
     one_of(stored, &INDUSTRIES, INDUSTRY_ALIASES)
 }
 
@@ -221,19 +297,26 @@ impl Interests {
 
     /// Parses a stored `|`-separated list (`food|onsen`): each item trimmed and matched
     /// like [`occupation`]; items not in [`INTERESTS`] count once as [`OTHER`]; empty
-    /// items are skipped.
-    pub fn parse(stored: &str) -> Self {
-        let mut bits = 0;
-        for item in stored.split('|').map(str::trim).filter(|i| !i.is_empty()) {
-            bits |= match one_of(item, &INTERESTS, INTEREST_ALIASES) {
-                OTHER => Self::OTHER_BIT,
-                v => INTERESTS
-                    .iter()
-                    .position(|c| *c == v)
-                    .map_or(Self::OTHER_BIT, |i| 1 << i),
-            };
+    /// items are skipped. Also returns how many items were unrecognised (neither a listed
+    /// interest, an alias nor `other`); an item that is not UTF-8 is an unrecognised one.
+    pub fn parse(stored: &[u8]) -> (Self, u64) {
+        let (mut bits, mut unrecognised) = (0, 0);
+        for item in stored
+            .split(|&b| b == b'|')
+            .map(<[u8]>::trim_ascii)
+            .filter(|i| !i.is_empty())
+        {
+            let m = one_of(item, &INTERESTS, INTEREST_ALIASES);
+            if m.value == UNKNOWN {
+                continue; // white space other than ASCII only
+            }
+            unrecognised += u64::from(!m.recognised);
+            bits |= INTERESTS
+                .iter()
+                .position(|c| *c == m.value)
+                .map_or(Self::OTHER_BIT, |i| 1 << i);
         }
-        Self(bits)
+        (Self(bits), unrecognised)
     }
 
     pub const fn is_empty(self) -> bool {
@@ -285,11 +368,111 @@ mod tests {
         assert_eq!(age_band(None, on), "unknown");
     }
 
+    fn g(stored: &str) -> (&'static str, bool) {
+        let m = gender(stored.as_bytes());
+        (m.value, m.recognised)
+    }
+
     #[test]
-    fn gender_is_lowercased_or_unknown() {
-        assert_eq!(&*gender("Female"), "female");
-        assert_eq!(&*gender("  "), "unknown");
-        assert_eq!(&*gender("M"), "m");
+    fn gender_maps_every_listed_spelling() {
+        for (spellings, want) in [
+            (
+                &[
+                    "f", "F", "female", "Female", "FEMALE", "woman", "Woman", "WOMAN", "fEmAlE",
+                ][..],
+                "female",
+            ),
+            (
+                &["m", "M", "male", "Male", "MALE", "man", "Man", "MAN"][..],
+                "male",
+            ),
+            (
+                &[
+                    "other",
+                    "Other",
+                    "OTHER",
+                    "x",
+                    "X",
+                    "non-binary",
+                    "Non-Binary",
+                    "NON-BINARY",
+                    "non_binary",
+                    "non binary",
+                ][..],
+                "other",
+            ),
+        ] {
+            for s in spellings {
+                for padded in [s.to_string(), format!("  {s}\t"), format!("\n{s} ")] {
+                    assert_eq!(g(&padded), (want, true), "{padded:?}");
+                }
+            }
+        }
+        for empty in ["", " ", "\t\n  "] {
+            assert_eq!(g(empty), ("unknown", true), "{empty:?}");
+        }
+        for v in GENDERS {
+            assert_eq!(g(v), (v, true));
+        }
+    }
+
+    #[test]
+    fn unrecognised_gender_is_unknown_never_the_text() {
+        let long = "f".repeat(1 << 20);
+        for stored in [
+            "Alice@example.com",
+            "alice@example.com",
+            "+81 90-1234-5678",
+            "090-1234-5678",
+            "unknown",
+            "fem",
+            "females",
+            "m f",
+            "w",
+            "prefer not to say",
+            "女性",
+            "Ｆ",
+            long.as_str(),
+        ] {
+            assert_eq!(g(stored), ("unknown", false), "{stored:.40}");
+        }
+        for bytes in [&b"\xff"[..], b"f\xff", b"\xc3", b"\x80male"] {
+            assert_eq!(gender(bytes), Mapped::unrecognised(UNKNOWN), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn area_counts_what_is_not_a_postal_code() {
+        assert_eq!(area(b" 100-0001 "), Mapped::known("tokyo"));
+        assert_eq!(area(b""), Mapped::known(UNKNOWN));
+        assert_eq!(area(b"  "), Mapped::known(UNKNOWN));
+        for stored in [
+            &b"alice@example.com"[..],
+            b"+81 90-1234-5678",
+            b"SW1A 1AA",
+            b"000-0000",
+            b"\xff100-0001",
+            "1".repeat(1 << 20).as_bytes(),
+        ] {
+            assert_eq!(area(stored), Mapped::unrecognised(UNKNOWN), "{stored:.40?}");
+        }
+    }
+
+    #[test]
+    fn unrecognised_occupation_and_industry_are_other_and_counted() {
+        assert_eq!(occupation(b" Other "), Mapped::known(OTHER));
+        assert_eq!(industry(b"other"), Mapped::known(OTHER));
+        assert_eq!(occupation(b" "), Mapped::known(UNKNOWN));
+        let long = "x".repeat(1 << 20);
+        for stored in [
+            &b"alice@example.com"[..],
+            b"+81 90-1234-5678",
+            b"\xff\xfe",
+            long.as_bytes(),
+        ] {
+            assert_eq!(occupation(stored), Mapped::unrecognised(OTHER));
+            assert_eq!(industry(stored), Mapped::unrecognised(OTHER));
+        }
     }
 
     #[test]
@@ -310,10 +493,10 @@ mod tests {
             ("", "unknown"),
             ("   ", "unknown"),
         ] {
-            assert_eq!(occupation(stored), want, "{stored}");
+            assert_eq!(occupation(stored.as_bytes()).value, want, "{stored}");
         }
         for v in OCCUPATIONS {
-            assert_eq!(occupation(v), v);
+            assert_eq!(occupation(v.as_bytes()), Mapped::known(v));
         }
     }
 
@@ -333,27 +516,34 @@ mod tests {
             ("Information and communications", "other"),
             ("", "unknown"),
         ] {
-            assert_eq!(industry(stored), want, "{stored}");
+            assert_eq!(industry(stored.as_bytes()).value, want, "{stored}");
         }
         for v in INDUSTRIES {
-            assert_eq!(industry(v), v);
+            assert_eq!(industry(v.as_bytes()), Mapped::known(v));
             assert!(!v.contains(' ') && v == v.to_lowercase());
         }
     }
 
     #[test]
     fn interests_are_a_set_with_other() {
-        let i = Interests::parse("food|onsen");
+        let (i, n) = Interests::parse(b"food|onsen");
         assert_eq!(i.iter().collect::<Vec<_>>(), ["food", "onsen"]);
-        assert_eq!(i.len(), 2);
-        let i = Interests::parse(" Onsen | hot springs|karaoke||FOOD|bowling|food ");
+        assert_eq!((i.len(), n), (2, 0));
+        let (i, n) = Interests::parse(b" Onsen | hot springs|karaoke||FOOD|bowling|food ");
         assert_eq!(i.iter().collect::<Vec<_>>(), ["food", "onsen", "other"]);
-        assert_eq!(i.len(), 3);
-        assert!(Interests::parse("").is_empty());
-        assert!(Interests::parse(" | ").is_empty());
-        assert_eq!(Interests::parse("").iter().count(), 0);
-        let all = Interests::parse(&INTERESTS.join("|"));
+        assert_eq!((i.len(), n), (3, 2), "karaoke and bowling are unrecognised");
+        assert_eq!(Interests::parse(b"Other|food").1, 0);
+        assert!(Interests::parse(b"").0.is_empty());
+        assert!(Interests::parse(b" | ").0.is_empty());
+        assert_eq!(Interests::parse(b"").0.iter().count(), 0);
+        let (all, n) = Interests::parse(INTERESTS.join("|").as_bytes());
         assert_eq!(all.iter().collect::<Vec<_>>(), INTERESTS);
+        assert_eq!(n, 0);
+        let (i, n) = Interests::parse(b"food|\xff");
+        assert_eq!(
+            (i.iter().collect::<Vec<_>>(), n),
+            (vec!["food", "other"], 1)
+        );
         assert!(INTERESTS.len() < 31);
     }
 }

@@ -37,7 +37,7 @@ pub struct Account {
     pub occupation: &'static str,
     pub industry: &'static str,
     pub interests: String,
-    /// What logveil should make of `zip_code`, `occupation`, `industry` and `interests`:
+    /// What logveil should make of `gender`, `zip_code`, `occupation`, `industry` and `interests`:
     /// the generator's own labels (catalog), for truth.json.
     pub labels: Labels,
     pub consent_research: bool,
@@ -51,6 +51,7 @@ pub struct Account {
 /// The generalised values an account should get (see [`Account::labels`]).
 #[derive(Debug, Clone)]
 pub struct Labels {
+    pub gender: &'static str,
     pub area: &'static str,
     pub occupation: &'static str,
     pub industry: &'static str,
@@ -127,7 +128,7 @@ pub fn generate(seed: u64, used_cookies: &mut BTreeSet<String>) -> Vec<Account> 
             let later = (month, day) > (11, 1);
             Some((2026 - age - i64::from(later), month, day))
         };
-        let gender = GENDERS[rng.weighted(GENDERS.iter().map(|g| g.1))].0;
+        let (gender, _, gender_label) = GENDERS[rng.weighted(GENDERS.iter().map(|g| g.1))];
         // One draw each, as before the templates, so the other streams stay the same.
         let (zip_template, area) = ZIP_AREAS[rng.index(ZIP_AREAS.len())];
         let zip_code = fill_zip(zip_template, rng.below(10_000));
@@ -144,6 +145,7 @@ pub fn generate(seed: u64, used_cookies: &mut BTreeSet<String>) -> Vec<Account> 
         interest_labels.sort_unstable();
         interest_labels.dedup();
         let labels = Labels {
+            gender: gender_label,
             area,
             occupation: occupation_label,
             industry: industry_label,

@@ -287,16 +287,21 @@ pub const SEARCH_TERMS: &[&str] = &[
 
 pub const QUERY_NAMES: &[&str] = &["alice", "bob.smith", "kenji.t", "yuki88", "someone"];
 
-pub const GENDERS: &[(&str, u32)] = &[
-    ("Female", 30),
-    ("female", 8),
-    ("FEMALE", 2),
-    ("Male", 30),
-    ("male", 10),
-    ("M", 5),
-    ("F", 3),
-    ("", 9),
-    ("Other", 3),
+/// Genders as entered, with their share, and the value logveil's `gender` dimension should
+/// give: free text it does not recognise (a phrase, an e-mail address) is `unknown`.
+pub const GENDERS: &[(&str, u32, &str)] = &[
+    ("Female", 29, "female"),
+    ("female", 8, "female"),
+    ("FEMALE", 2, "female"),
+    ("Woman", 1, "female"),
+    ("Male", 30, "male"),
+    ("male", 10, "male"),
+    ("M", 5, "male"),
+    ("F", 3, "female"),
+    ("", 8, "unknown"),
+    ("Prefer not to say", 1, "unknown"),
+    ("Other", 2, "other"),
+    ("non-binary", 1, "other"),
 ];
 
 /// Occupations as entered, with their share, and the value logveil's `occupation`

@@ -134,7 +134,7 @@ Nothing here is real. All client addresses are documentation ranges (192.0.2.0/2
 | File | What it is |\n\
 |---|---|\n\
 | `access-2026-11-01.log`, `access-2026-11-02.log` | Apache `%h %l %u %t \"%r\" %>s %b \"%{{Referer}}i\" \"%{{User-Agent}}i\" \"%{{Cookie}}i\"` ({} and {} lines). Timestamps are written in +0900 but each file holds exactly one **UTC** day, so local dates run 09:00 to 08:59 the next day. The visitor cookie is `jt_uid`. About 8% robot lines, ~15% without a Cookie header, ~5% with query strings (some carrying e-mail addresses or phone numbers, as real logs do). Each file holds 6 malformed lines: one each of `truncated`, `bad_time`, `bad_status`, `bad_request`, `blank_line`, `too_long` (>70,000 bytes). |\n\
-| `accounts.csv` | {} accounts, one row per (account, `jt_uid` cookie) link ({} rows); RFC 4180 quoting; `gender` is kept as entered (mixed case, sometimes empty); empty `birth_date` means unknown. |\n\
+| `accounts.csv` | {} accounts, one row per (account, `jt_uid` cookie) link ({} rows); RFC 4180 quoting; `gender` is kept as entered (mixed case, abbreviations, sometimes empty or free text); empty `birth_date` means unknown. |\n\
 | `accounts.db` | The same data as SQLite (tables `accounts`, `account_cookies`); empty CSV fields are NULL. |\n\
 | `accounts.parquet` | The same rows and columns as `accounts.csv`, typed: `birth_date` is `Date32`, the four flags are `Boolean`, empty fields are NULL (zstd-compressed, one row group). |\n\
 | `demo.key` | A **demo-only** pseudonymisation key derived from the seed. It is public, so pseudonyms made with it protect nothing: never use it for real logs (`logveil keygen PATH`). |\n\
@@ -149,8 +149,9 @@ Nothing here is real. All client addresses are documentation ranges (192.0.2.0/2
 - `page` is the request target before the first `?`; `hour` and `date` are UTC.\n\
 - `referrer_domain` is the lower-cased Referer host without port, `(none)` for `-`.\n\
 - `demographics_daily` joins a cookie visitor to its account only if `consent_research = 1`\n  \
-  and `deleted = 0`; age band on the event's UTC date, gender lower-cased, `unknown` when\n  \
-  empty or not joined. Cells with fewer than {} visitors are withheld and only counted\n  \
+  and `deleted = 0`; age band on the event's UTC date; gender `female` (`f`, `woman`),\n  \
+  `male` (`m`, `man`) or `other` (`x`, `non-binary`) in any case, `unknown` when empty, any\n  \
+  other text, or not joined. Cells with fewer than {} visitors are withheld and only counted\n  \
   (`demographics_daily_suppressed`).\n\
 - `area_daily`, `occupation_daily`, `industry_daily`, `interests_daily` join like\n  \
   `demographics_daily` and give, per UTC date, every cell (nothing withheld) of the value\n  \

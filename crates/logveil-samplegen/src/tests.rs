@@ -182,6 +182,16 @@ fn to_rows(cells: &Cells, names: &[&str], k_min: usize) -> (Vec<Value>, u64) {
     (rows, suppressed)
 }
 
+/// The `gender` dimension's value for a stored gender, as the README defines it.
+fn gender_label(stored: &str) -> &'static str {
+    match stored.trim().to_lowercase().as_str() {
+        "f" | "female" | "woman" => "female",
+        "m" | "male" | "man" => "male",
+        "other" | "x" | "non-binary" => "other",
+        _ => "unknown",
+    }
+}
+
 /// Research-joinable cookies from accounts.db: cookie -> (birth date, gender).
 fn joinable(db: &Path) -> HashMap<String, (Option<String>, Option<String>)> {
     let conn = Connection::open(db).expect("open db");
@@ -245,9 +255,7 @@ fn truth_matches_an_independent_reading_of_the_files() {
                         let on = crate::time::civil_from_days(utc_day(l.t));
                         age_band((p[0], p[1] as u32, p[2] as u32), on)
                     }),
-                    gender
-                        .as_deref()
-                        .map_or("unknown".to_owned(), str::to_lowercase),
+                    gender_label(gender.as_deref().unwrap_or_default()).to_owned(),
                 ),
                 None => ("unknown".to_owned(), "unknown".to_owned()),
             };

@@ -154,11 +154,7 @@ pub fn compute(
                     || "unknown".to_owned(),
                     |b| age_band(b, civil_from_days(day)),
                 ),
-                if a.gender.is_empty() {
-                    "unknown".to_owned()
-                } else {
-                    a.gender.to_lowercase()
-                },
+                a.labels.gender.to_owned(),
             ),
             None => ("unknown".to_owned(), "unknown".to_owned()),
         };

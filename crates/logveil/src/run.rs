@@ -105,6 +105,9 @@ pub struct AccountsSummary {
     pub cookie_links: u64,
     pub ambiguous_cookies: u64,
     pub invalid_birth_dates: u64,
+    /// Per source column, values that are none of the dimension's spellings (they became
+    /// `unknown` or `other`); only columns with a count.
+    pub account_values_unrecognised: BTreeMap<&'static str, u64>,
 }
 
 impl AccountsSummary {
@@ -122,6 +125,7 @@ impl AccountsSummary {
             cookie_links: stats.cookie_links,
             ambiguous_cookies: stats.ambiguous_cookies,
             invalid_birth_dates: stats.invalid_birth_dates,
+            account_values_unrecognised: stats.unrecognised.clone(),
         }
     }
 }
@@ -659,11 +663,24 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
         );
     }
     if let Some(a) = &summary.accounts {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "  accounts: {} loaded, {} cookie links",
             a.accounts, a.cookie_links
         );
+        if !a.account_values_unrecognised.is_empty() {
+            let columns: Vec<String> = a
+                .account_values_unrecognised
+                .iter()
+                .map(|(column, n)| format!("{n} {column}"))
+                .collect();
+            let _ = write!(
+                s,
+                "; unrecognised values (unknown/other): {}",
+                columns.join(", ")
+            );
+        }
+        s.push('\n');
     }
     for (name, r) in &summary.reports {
         let _ = write!(

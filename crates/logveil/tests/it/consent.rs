@@ -406,3 +406,158 @@ fn interests_need_an_audience_that_allows_sensitive_dimensions() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `accounts.csv` with each account's `gender` replaced by `gender(account_id, stored)`;
+/// written to `dir/name`.
+fn with_genders(dir: &Path, name: &str, gender: impl Fn(&str, &str) -> String) -> String {
+    let text = std::fs::read_to_string(repo().join("sample-logs/accounts.csv")).unwrap();
+    let mut lines = text.lines();
+    let mut out = String::from(lines.next().unwrap());
+    assert!(out.starts_with("account_id,cookie_id,email,birth_date,gender,"));
+    out.push('\n');
+    for line in lines {
+        // account_id, cookie_id, email, birth_date, gender: never quoted.
+        let cols: Vec<&str> = line.splitn(6, ',').collect();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{}",
+            cols[0],
+            cols[1],
+            cols[2],
+            cols[3],
+            gender(cols[0], cols[4]),
+            cols[5]
+        );
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, out).unwrap();
+    format!("csv:{}", path.display())
+}
+
+/// Free text in `gender` never becomes a dimension value: an e-mail address and a phone
+/// number are `unknown` (and counted in the summary), `Woman` is `female` and `M` is
+/// `male`: the reports are exactly those of the same accounts with the two free-text
+/// genders empty and the usual spellings.
+#[test]
+fn free_text_gender_is_unknown_counted_and_never_written() {
+    const EMAIL: &str = "Alice@example.com";
+    const PHONE: &str = "+81 90-1234-5678";
+    let tmp = tempfile::tempdir().unwrap();
+    // Two pinned accounts (research consent, views on both days).
+    let (a, b) = ("A000102", "A000105");
+    let normal = |stored: &str| -> &'static str {
+        match stored.trim().to_lowercase().as_str() {
+            "female" | "f" | "woman" => "female",
+            "male" | "m" | "man" => "male",
+            "other" | "non-binary" | "x" => "other",
+            _ => "",
+        }
+    };
+    let edited = with_genders(tmp.path(), "edited.csv", |id, stored| {
+        match (id, normal(stored)) {
+            (id, _) if id == a => EMAIL,
+            (id, _) if id == b => PHONE,
+            (_, "female") => "Woman",
+            (_, "male") => "M",
+            (_, other) => other,
+        }
+        .to_owned()
+    });
+    let plain = with_genders(tmp.path(), "plain.csv", |id, stored| {
+        if id == a || id == b || normal(stored).is_empty() {
+            String::new()
+        } else {
+            stored.to_owned()
+        }
+    });
+    let accounts = std::fs::read_to_string(tmp.path().join("edited.csv")).unwrap();
+    assert!(accounts.contains(&format!("{a},")) && accounts.contains(EMAIL));
+    assert!(accounts.contains(",Woman,") && accounts.contains(",M,"));
+
+    let pipeline = EditedPipeline::new("free-text-gender", |p| format!("{p}{ACCOUNTS_REPORT}"));
+    let run = run_pipeline(
+        Some(&pipeline.0),
+        &tmp.path().join("edited"),
+        &["--accounts", &edited],
+    );
+    let baseline = run_pipeline(
+        Some(&pipeline.0),
+        &tmp.path().join("plain"),
+        &["--accounts", &plain],
+    );
+
+    // Counted, per column.
+    assert_eq!(
+        run.summary["accounts"]["account_values_unrecognised"],
+        serde_json::json!({"gender": 2}),
+        "{}",
+        run.summary
+    );
+    assert_eq!(
+        baseline.summary["accounts"]["account_values_unrecognised"],
+        serde_json::json!({})
+    );
+    let human = format!("{}{}", run.stdout(), run.stderr());
+    assert!(
+        human.contains(
+            "accounts: 600 loaded, 879 cookie links; unrecognised values (unknown/other): 2 gender"
+        ),
+        "{human}"
+    );
+    assert!(!format!("{}{}", baseline.stdout(), baseline.stderr()).contains("unrecognised"));
+
+    // Only the closed vocabulary, `Woman` as `female`; the same cells as the plain accounts.
+    let report = "joined_accounts_daily";
+    let rows = report_rows(&run.out_dir, report);
+    for row in &rows {
+        let g = row["gender"].as_str().unwrap_or("unknown");
+        assert!(["female", "male", "other", "unknown"].contains(&g), "{row}");
+    }
+    assert!(
+        rows.iter()
+            .any(|r| r["gender"] == "female" && r["accounts"].as_u64().unwrap() > 10)
+    );
+    for report in [report, "demographics_daily"] {
+        assert_eq!(
+            report_rows(&run.out_dir, report),
+            report_rows(&baseline.out_dir, report),
+            "{report}"
+        );
+    }
+
+    // Nothing written or printed holds the e-mail or the phone number, in any case.
+    let needles = [
+        "alice@example.com",
+        "alice%40example.com",
+        "+81 90",
+        "90-1234-5678",
+        "9012345678",
+        "1234-5678",
+    ];
+    let mut haystacks = vec![
+        ("stdout".to_owned(), run.stdout()),
+        ("stderr".to_owned(), run.stderr()),
+        ("summary".to_owned(), run.summary.to_string()),
+    ];
+    for dir in [run.out_dir.clone(), privacy_state_beside(&run.out_dir)] {
+        for file in crate::util::files_under(&dir) {
+            let path = dir.join(&file);
+            let bytes = std::fs::read(&path).unwrap();
+            haystacks.push((file.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+            if file.ends_with(".parquet") {
+                for batch in crate::util::read_batches(&path) {
+                    for row in crate::util::batch_rows(&batch) {
+                        haystacks.push((file.clone(), row.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(haystacks.len() > 5);
+    for (name, text) in &haystacks {
+        let text = text.to_lowercase();
+        for needle in needles {
+            assert!(!text.contains(needle), "{name} contains {needle:?}");
+        }
+    }
+}
