@@ -4,11 +4,13 @@
 //! output must survive a JSON round trip on one line (what the dead-letter file writes).
 //!
 //! First byte odd: the rest shapes a combined+cookie line that plants identifiers where
-//! they must not survive: bytes 1–4 are an IPv4 address (the client, in the referrer and in
-//! the user agent, with bytes 5–6 as a port), the next up to 20 bytes the visitor cookie,
-//! and what follows is filler around them (without `"`, `\`, `@` or digits, so it cannot
-//! change the fields or forge the planted values). The client and the cookie become
-//! tokens, the address is nowhere, the e-mail address in the path is gone.
+//! they must not survive: bytes 1–4 are an IPv4 address (the client, in the referrer as
+//! its host, dotted and with dashes, and in the user agent, with bytes 5–6 as a port), the
+//! next up to 17 bytes the visitor cookie (`u-7…`, also planted in the path and, upper-
+//! cased, in the referrer), and what follows is filler around them (without `"`, `\`,
+//! `@`, `.` or digits, so it cannot change the fields or forge the planted values). The
+//! client and the cookie become tokens, the address is nowhere in any form, the cookie
+//! nowhere else, and the e-mail addresses in the path (`@`, `%2540`, `(at)`) are gone.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -26,6 +28,8 @@ static PSEUDONYMIZER: LazyLock<Pseudonymizer> = LazyLock::new(|| {
 const TOKEN_HEX: usize = 16;
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const EMAIL: &str = "pat.doe@example.org";
+const EMAIL_2540: &str = "pat.doe%2540example.org";
+const EMAIL_AT: &str = "pat.doe(at)example.org";
 
 fn json_safe(out: &str) {
     let json = serde_json::to_string(out).expect("a string serializes");
@@ -55,27 +59,35 @@ fn planted(data: &[u8]) {
     let v4 = std::net::Ipv4Addr::new(next(), next(), next(), next()).to_string();
     let port = u16::from_be_bytes([next(), next()]).max(1);
     let rest = data.get(7..).unwrap_or_default();
-    let cookie_len = rest.len().min(20);
-    let mut cookie: Vec<u8> = rest[..cookie_len]
-        .iter()
-        .map(|b| ALNUM[usize::from(*b) % ALNUM.len()])
-        .collect();
+    let cookie_len = rest.len().min(17);
+    // `u-7`: a `-` no token has and a digit no filler has, so only planting can show it.
+    let mut cookie: Vec<u8> = b"u-7".to_vec();
+    cookie.extend(
+        rest[..cookie_len]
+            .iter()
+            .map(|b| ALNUM[usize::from(*b) % ALNUM.len()]),
+    );
     cookie.resize(cookie.len().max(8), b'x');
+    let cookie_text = String::from_utf8(cookie.clone()).expect("ASCII");
     let filler: Vec<u8> = rest[cookie_len..]
         .iter()
         .map(|&b| match b {
-            b'"' | b'\\' | b'@' | b'0'..=b'9' => b'_',
+            b'"' | b'\\' | b'@' | b'.' | b'0'..=b'9' => b'_',
             _ => b,
         })
         .collect();
+    let dashed = v4.replace('.', "-");
     let (a, b) = filler.split_at(filler.len() / 2);
     let mut line = Vec::new();
     line.extend_from_slice(format!("{v4} - - [01/Nov/2026:10:00:00 +0000] \"GET /").as_bytes());
     line.extend_from_slice(a);
-    line.extend_from_slice(format!("/{EMAIL}/").as_bytes());
+    line.extend_from_slice(format!("/{EMAIL}/{EMAIL_2540}/{EMAIL_AT}/{cookie_text}/").as_bytes());
     line.extend_from_slice(b);
     line.extend_from_slice(format!(" HTTP/1.1\" 200 1 \"http://{v4}:{port}/").as_bytes());
     line.extend_from_slice(a);
+    line.extend_from_slice(
+        format!(" http://{dashed}-x/{}/", cookie_text.to_ascii_uppercase()).as_bytes(),
+    );
     line.extend_from_slice(b"\" \"Mozilla/5.0 (");
     line.extend_from_slice(b);
     line.extend_from_slice(format!(" {v4}:{port})\" \"jt_uid=").as_bytes());
@@ -98,9 +110,19 @@ fn planted(data: &[u8]) {
         "\"",
         "the cookie value is a token"
     );
+    let lower = out.to_ascii_lowercase();
     assert!(
-        !out.contains("@example.org") && !out.contains("pat.doe"),
-        "the e-mail survived"
+        !lower.contains("pat.doe") && !lower.contains("example.org") && !lower.contains("%2540"),
+        "an e-mail survived"
+    );
+    assert!(
+        !lower.contains(&cookie_text.to_ascii_lowercase()),
+        "the cookie survived"
+    );
+    // Digits and dashes together come only from the planted forms.
+    assert!(
+        !out.contains(&dashed),
+        "the planted address survived with dashes"
     );
     // The filler has no digits: a dotted quad in the output can only be the planted one.
     let v4_alone = out

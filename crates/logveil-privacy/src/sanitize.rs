@@ -604,6 +604,72 @@ fn decoded_looks_personal(raw: &[u8], plus_is_space: bool) -> bool {
     looks_personal(Decoded { raw, plus_is_space })
 }
 
+/// A whole free-text field (a request line, a Referer, a user agent, a dead-lettered
+/// line's quoted field) with every piece that [looks personal](looks_personal) replaced
+/// by [`REDACTED`]: the field is cut into pieces at `/ ? & ; # = ,` (kept as they are),
+/// and each piece is tested as a path segment is, on its percent-decoded text (twice for
+/// `%25`); a personal piece loses only its personal words when that is enough. `GET /u/alice%2540example.com HTTP/1.1` becomes `GET /u/:redacted HTTP/1.1`;
+/// `Mozilla/5.0 (X11; tel 090-1234-5678) Gecko` becomes `Mozilla/5.0 (X11; tel :redacted
+/// Gecko`; `tel +81 3 1234 5678; x` becomes `:redacted; x`.
+/// Borrowed when nothing looks personal.
+pub fn redact_free_text(text: &str) -> std::borrow::Cow<'_, str> {
+    let is_cut = |b: &u8| matches!(b, b'/' | b'?' | b'&' | b';' | b'#' | b'=' | b',');
+    let bytes = text.as_bytes();
+    if !bytes
+        .split(is_cut)
+        .any(|piece| raw_looks_personal(piece, false))
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut start = 0;
+    // Cuts are ASCII: every piece is whole characters.
+    for end in bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| is_cut(b))
+        .map(|(i, _)| i)
+        .chain([bytes.len()])
+    {
+        redact_piece(&text[start..end], &mut out);
+        out.push_str(text.get(end..=end).unwrap_or_default());
+        start = end + 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One piece of [`redact_free_text`] onto `out`: as it is when it does not look personal;
+/// else with only its personal words (white-space delimited) replaced, when that is
+/// enough (`alice(at)example.com HTTP` → `:redacted HTTP`); else whole, but for the white
+/// space around it (a spaced phone number, `alice at example.com`).
+fn redact_piece(piece: &str, out: &mut String) {
+    let personal = |t: &str| raw_looks_personal(t.as_bytes(), false);
+    if !personal(piece) {
+        out.push_str(piece);
+        return;
+    }
+    let mut narrowed = String::with_capacity(piece.len());
+    let mut word = 0;
+    // White space is ASCII: every word is whole characters.
+    for (i, b) in piece.bytes().enumerate().chain([(piece.len(), b' ')]) {
+        if b.is_ascii_whitespace() {
+            let w = &piece[word..i];
+            narrowed.push_str(if personal(w) { REDACTED } else { w });
+            narrowed.push_str(piece.get(i..=i).unwrap_or_default());
+            word = i + 1;
+        }
+    }
+    if !personal(&narrowed) {
+        out.push_str(&narrowed);
+        return;
+    }
+    let lead = piece.len() - piece.trim_ascii_start().len();
+    let inner = piece.trim_ascii();
+    out.push_str(&piece[..lead]);
+    out.push_str(REDACTED);
+    out.push_str(&piece[lead + inner.len()..]);
+}
+
 /// The requested page: the URL path only, with personal-looking segments redacted.
 ///
 /// It can only be built by [`Page::from_target`], so holding a `Page` means the
@@ -1558,6 +1624,40 @@ mod tests {
 
     fn page(target: &str) -> String {
         Page::from_target(target.as_bytes()).as_str().to_owned()
+    }
+
+    /// The free-text rules on a whole field: only the pieces that look personal go, the
+    /// cuts and the white space stay; nothing personal, nothing allocated.
+    #[test]
+    fn free_text_fields_lose_only_their_personal_pieces() {
+        let cases = [
+            (
+                "GET /u/alice%2540example.com/m/alice(at)example.com HTTP/1.1",
+                "GET /u/:redacted/m/:redacted HTTP/1.1",
+            ),
+            (
+                "Mozilla/5.0 (X11; tel 090-1234-5678) Gecko/20100101",
+                "Mozilla/5.0 (X11; tel :redacted Gecko/20100101",
+            ),
+            (
+                "http://203.0.113.7/a, 2001:db8::1",
+                "http://:redacted/a, :redacted",
+            ),
+            (
+                "/node_modules/@scope/pkg/x.html",
+                "/node_modules/@scope/pkg/x.html",
+            ),
+        ];
+        for (text, expected) in cases {
+            let out = redact_free_text(text);
+            assert_eq!(out, expected, "{text}");
+            assert_eq!(redact_free_text(&out), out, "idempotent: {text}");
+            assert!(out.len() <= text.len().max(REDACTED.len()), "{text}");
+        }
+        assert!(matches!(
+            redact_free_text("Mozilla/5.0 (Windows NT 10.0; Win64; x64)"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 
     #[test]

@@ -148,3 +148,66 @@ fn a_run_replaces_the_dead_letter_file_even_without_rejects() {
     assert_eq!(run.summary["lines_read"], 10);
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
 }
+
+/// Issue #15 item 4: a rejected line (status `2OO`) that carries the visitor's own cookie
+/// in the referrer and the path, its address as `203-0-113-77` in the referrer, e-mails as
+/// `alice%2540example.com` and `alice(at)example.com` in the path and a phone number in
+/// the user agent: none of them, in any case or encoding, reaches the dead-letter file;
+/// the record keeps its layout, offset and reason.
+#[test]
+fn a_rejected_line_leaves_no_identifier_in_any_form() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("rejected.jsonl");
+    let log = tmp.path().join("leaky.log");
+    let cookie = "u-9f3c2a71d04b6e85";
+    let good = "198.51.100.1 - - [01/Nov/2026:10:00:00 +0900] \"GET / HTTP/1.1\" 200 1 \"-\" \"Mozilla/5.0\" \"jt_uid=u-0000000000000001\"\n";
+    let bad = format!(
+        "203.0.113.77 - - [01/Nov/2026:10:00:01 +0900] \"GET /u/alice%2540example.com/m/alice(at)example.com/s/{cookie} HTTP/1.1\" 2OO 512 \"https://203-0-113-77.example.net/r/{upper}\" \"Mozilla/5.0 (X11; tel 090-1234-5678) Gecko/20100101\" \"lang=en; jt_uid={cookie}\"\n",
+        upper = cookie.to_ascii_uppercase(),
+    );
+    std::fs::write(&log, format!("{good}{bad}")).unwrap();
+    let run = run_into(
+        &tmp.path().join("out"),
+        &tmp.path().join("summary.json"),
+        &[
+            "--input",
+            log.to_str().unwrap(),
+            "--dead-letter",
+            path.to_str().unwrap(),
+        ],
+        tempfile::tempdir().unwrap(),
+    );
+    assert_eq!(run.summary["lines_read"], 2);
+    let entries = dead_letters(&path);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let e = &entries[0];
+    assert_eq!(e["reason"], "bad_status", "{e}");
+    assert_eq!(e["offset"], good.len() as u64, "{e}");
+    let line = e["line"].as_str().unwrap();
+    assert!(line.starts_with("ip:"), "the client is a token: {line}");
+    assert!(
+        line.contains("[01/Nov/2026:10:00:01 +0900] \"GET /u/:redacted/m/:redacted/s/:redacted HTTP/1.1\" 2OO 512 \""),
+        "the layout stays: {line}"
+    );
+    let text = std::fs::read_to_string(&path).unwrap().to_ascii_lowercase();
+    for planted in [
+        cookie,
+        "9f3c2a71d04b6e85",
+        "203.0.113.77",
+        "203-0-113-77",
+        "203%2e0%2e113",
+        "alice",
+        "example.com",
+        "%2540",
+        "%40",
+        "(at)",
+        "090-1234-5678",
+        "09012345678",
+        "1234-5678",
+    ] {
+        assert!(
+            !text.contains(planted),
+            "`{planted}` in the dead-letter file: {text}"
+        );
+    }
+}
