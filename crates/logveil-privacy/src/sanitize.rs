@@ -670,6 +670,41 @@ fn redact_piece(piece: &str, out: &mut String) {
     out.push_str(&piece[lead + inner.len()..]);
 }
 
+/// The most bytes of a page kept before [`PAGE_CUT_MARKER`]: a longer sanitised page is
+/// cut at the last character boundary at or before it.
+pub const PAGE_MAX_BYTES: usize = 1024;
+/// Appended to a page cut to [`PAGE_MAX_BYTES`]: a segment of its own, so the cut-off
+/// segment before it is judged alone. Servers log non-ASCII request bytes escaped
+/// (`\xE2`) and browsers send them percent-encoded, so a logged path does not end in a
+/// raw `…(cut)` segment; one that did would be counted as cut and kept as it is.
+pub const PAGE_CUT_MARKER: &str = "/\u{2026}(cut)";
+
+/// A sanitised page cut to at most [`PAGE_MAX_BYTES`] bytes plus [`PAGE_CUT_MARKER`].
+/// The cut-off segment is judged again on its own (a prefix of a kept segment can look
+/// personal: `1.2.3.4.5` → `1.2.3.4`) and dropped if it does. Idempotent: a page already
+/// cut (ends with the marker, within the bound) is left as it is.
+fn cut_page(text: std::borrow::Cow<'_, str>) -> std::borrow::Cow<'_, str> {
+    if text.len() <= PAGE_MAX_BYTES
+        || (text.len() <= PAGE_MAX_BYTES + PAGE_CUT_MARKER.len() && text.ends_with(PAGE_CUT_MARKER))
+    {
+        return text;
+    }
+    let mut end = PAGE_MAX_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut kept = &text[..end];
+    if let Some(slash) = memchr::memrchr(b'/', kept.as_bytes())
+        && raw_looks_personal(&kept.as_bytes()[slash + 1..], false)
+    {
+        kept = &kept[..slash];
+    }
+    let mut out = String::with_capacity(kept.len() + PAGE_CUT_MARKER.len());
+    out.push_str(kept);
+    out.push_str(PAGE_CUT_MARKER);
+    std::borrow::Cow::Owned(out)
+}
+
 /// The requested page: the URL path only, with personal-looking segments redacted.
 ///
 /// It can only be built by [`Page::from_target`], so holding a `Page` means the
@@ -685,7 +720,9 @@ impl Page {
     /// Keeps the path up to the first `?` or `#`; drops `;params` (`;jsessionid=…`) from
     /// each segment; replaces a segment that [looks personal](looks_personal) by
     /// [`REDACTED`]. Percent-encoding is kept as logged; non-UTF-8 bytes become U+FFFD.
-    /// When nothing needs redacting, the only allocation is the page's own text.
+    /// When nothing needs redacting, the only allocation is the page's own text. A page
+    /// longer than [`PAGE_MAX_BYTES`] is cut on a character boundary and ends with
+    /// [`PAGE_CUT_MARKER`] ([`Page::is_cut`]).
     pub fn from_target(target: &[u8]) -> Self {
         let end = memchr::memchr2(b'?', b'#', target).unwrap_or(target.len());
         let path = &target[..end];
@@ -697,7 +734,7 @@ impl Page {
                 .split(|&b| b == b'/')
                 .any(|segment| raw_looks_personal(segment, false));
         if clean {
-            return Self(Arc::from(String::from_utf8_lossy(path)));
+            return Self(Arc::from(cut_page(String::from_utf8_lossy(path))));
         }
         let mut out = Vec::with_capacity(path.len());
         for (i, segment) in path.split(|&b| b == b'/').enumerate() {
@@ -711,7 +748,12 @@ impl Page {
                 out.extend_from_slice(segment);
             }
         }
-        Self(Arc::from(String::from_utf8_lossy(&out)))
+        Self(Arc::from(cut_page(String::from_utf8_lossy(&out))))
+    }
+
+    /// Whether the page was cut to [`PAGE_MAX_BYTES`] (it ends with [`PAGE_CUT_MARKER`]).
+    pub fn is_cut(&self) -> bool {
+        self.0.ends_with(PAGE_CUT_MARKER)
     }
 
     /// A page read back from an event batch ([`crate::wire`]), which an edge built with
@@ -1624,6 +1666,52 @@ mod tests {
 
     fn page(target: &str) -> String {
         Page::from_target(target.as_bytes()).as_str().to_owned()
+    }
+
+    /// A long page is cut on a character boundary to the cap plus the marker, stays valid
+    /// UTF-8 and decodable from the wire, and sanitising it again changes nothing.
+    #[test]
+    fn long_pages_are_cut_on_a_character_boundary() {
+        // 5,000+ bytes of 1-, 2-, 3- and 4-byte characters, in segments, with a
+        // personal-looking segment inside.
+        let mut target = String::from("/shop");
+        while target.len() < 5_000 {
+            target.push_str("/aé東🦀-x");
+            if target.len() % 7 == 0 {
+                target.push_str("/alice@example.com");
+            }
+        }
+        target.push_str("?utm_source=x");
+        let page = Page::from_target(target.as_bytes());
+        let text = page.as_str();
+        assert!(page.is_cut(), "{text}");
+        assert!(text.len() <= PAGE_MAX_BYTES + PAGE_CUT_MARKER.len());
+        assert!(text.len() > PAGE_MAX_BYTES - 4 * "/aé東🦀-x".len());
+        let kept = text.strip_suffix(PAGE_CUT_MARKER).unwrap();
+        assert!(
+            target.starts_with(kept) || kept.contains(REDACTED),
+            "{kept}"
+        );
+        assert!(!kept.contains('\u{fffd}'), "cut inside a character: {kept}");
+        assert!(!kept.contains("alice"), "{kept}");
+        let again = Page::from_target(text.as_bytes());
+        assert_eq!(again, page);
+        assert!(Page::from_wire(page.shared()).is_some());
+        // Short pages, and pages of exactly the cap, are not cut.
+        let exact = format!("/{}", "ab/".repeat(PAGE_MAX_BYTES / 3));
+        let exact = &exact[..PAGE_MAX_BYTES];
+        let page = Page::from_target(exact.as_bytes());
+        assert_eq!(page.as_str(), exact);
+        assert!(!page.is_cut());
+        assert!(!Page::from_target(b"/en/tokyo/hotels").is_cut());
+        // A cut-off segment that looks personal only as a prefix is dropped.
+        let ip_at_cut = format!("/{}/1.2.3.4.5", "z".repeat(PAGE_MAX_BYTES - 9));
+        let page = Page::from_target(ip_at_cut.as_bytes());
+        assert_eq!(
+            page.as_str(),
+            format!("/{}{PAGE_CUT_MARKER}", "z".repeat(PAGE_MAX_BYTES - 9))
+        );
+        assert_eq!(Page::from_target(page.as_str().as_bytes()), page);
     }
 
     /// The free-text rules on a whole field: only the pieces that look personal go, the

@@ -21,6 +21,9 @@ pub struct LineCounts {
     pub parsed: u64,
     /// W3C `#` directives: neither requests nor errors.
     pub directives: u64,
+    /// Parsed lines with a value cut to its cap (a page longer than
+    /// [`logveil_privacy::sanitize::PAGE_MAX_BYTES`]).
+    pub values_cut: u64,
     pub rejected: [u64; RejectReason::ALL.len()],
 }
 
@@ -34,10 +37,23 @@ impl LineCounts {
         self.read += n;
     }
 
+    /// Counts a parsed line's event.
+    pub fn parsed(&mut self, event: &logveil_privacy::Event) {
+        self.read += 1;
+        self.parsed += 1;
+        self.values_cut += u64::from(
+            event
+                .page
+                .as_ref()
+                .is_some_and(logveil_privacy::Page::is_cut),
+        );
+    }
+
     pub fn merge(&mut self, other: &LineCounts) {
         self.read += other.read;
         self.parsed += other.parsed;
         self.directives += other.directives;
+        self.values_cut += other.values_cut;
         for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
             *a += b;
         }
@@ -395,8 +411,7 @@ pub fn process_chunk_into_with(
             }
             LineOutcome::Event { event, epoch } => (event, &ctx.epochs[epoch]),
         };
-        partial.lines.read += 1;
-        partial.lines.parsed += 1;
+        partial.lines.parsed(&event);
         let mut skipped_here = false;
         for (i, (spec, state)) in pipeline.reports.iter().zip(&mut partial.states).enumerate() {
             if !admit(i, event.utc_micros) {
@@ -428,8 +443,7 @@ pub fn events_of_chunk(
         }
         LineOutcome::Rejected { reason, .. } => lines.reject(reason, 1),
         LineOutcome::Event { event, .. } => {
-            lines.read += 1;
-            lines.parsed += 1;
+            lines.parsed(&event);
             events.push(event);
         }
     });

@@ -91,6 +91,8 @@ pub struct Summary {
     /// W3C `#` directive lines (neither parsed requests nor rejected).
     pub lines_directives: u64,
     pub lines_rejected: BTreeMap<&'static str, u64>,
+    /// Parsed lines with a value cut to its cap (a page over 1 KiB; README "URL sanitising").
+    pub values_cut: u64,
     pub accounts: Option<AccountsSummary>,
     pub reports: BTreeMap<String, ReportSummary>,
     pub outputs: Vec<String>,
@@ -230,6 +232,7 @@ pub fn run(pipeline: &Pipeline, threads: Option<usize>) -> Result<Summary> {
         lines_read: total.lines.read,
         lines_parsed: total.lines.parsed,
         lines_directives: total.lines.directives,
+        values_cut: total.lines.values_cut,
         lines_rejected: RejectReason::ALL
             .iter()
             .zip(total.lines.rejected)
@@ -660,6 +663,14 @@ pub fn render(summary: &Summary, out_dir: &Path) -> String {
             s,
             "  directives: {} (W3C `#` lines)",
             summary.lines_directives
+        );
+    }
+    if summary.values_cut > 0 {
+        let _ = writeln!(
+            s,
+            "  values cut: {} lines (page over {} bytes)",
+            summary.values_cut,
+            logveil_privacy::sanitize::PAGE_MAX_BYTES
         );
     }
     if let Some(a) = &summary.accounts {

@@ -6,11 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use logveil_privacy::sanitize::{OTHER_PAGE_GROUP, Page};
+use logveil_privacy::sanitize::{OTHER_PAGE_GROUP, PAGE_CUT_MARKER, PAGE_MAX_BYTES, Page};
 
 use crate::util::{
-    EditedPipeline, batch_rows, bin, files_under, key_value_metadata, read_batches, repo,
-    report_rows, truth,
+    EditedPipeline, batch_rows, batch_run, bin, files_under, key_value_metadata, read_batches,
+    repo, report_rows, truth,
 };
 
 const CAMPAIGNS: &str = r#"
@@ -162,6 +162,49 @@ fn utm_values_and_page_groups_come_out_and_query_pii_does_not() {
         for text in &texts {
             assert!(!text.contains(&pii), "{pii} leaked into the output");
         }
+    }
+}
+
+/// Pages over the cap are cut to it (plus the marker) and counted in `values_cut`, one per
+/// line with a cut value; the sample lines around them are not.
+#[test]
+fn long_pages_are_cut_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let day = crate::util::sample("access-2026-11-01.log");
+    let lines: Vec<&[u8]> = day.split_inclusive(|b| *b == b'\n').take(200).collect();
+    let template = String::from_utf8(lines[0].to_vec()).unwrap();
+    assert!(template.contains("\"GET / HTTP/1.1\""), "{template}");
+    let long_paths = [
+        format!("/en/{}", "kyoto-temple-guide/".repeat(3_200)),
+        format!("/ja/{}", "京都の寺/".repeat(4_700)),
+        format!("/search/{}x", "é".repeat(30_000)),
+    ];
+    let mut input = lines.concat();
+    for path in &long_paths {
+        assert!(path.len() > 55_000, "{}", path.len());
+        input.extend_from_slice(
+            template
+                .replace("\"GET / ", &format!("\"GET {path}?utm_source=x "))
+                .as_bytes(),
+        );
+    }
+    let log = tmp.path().join("long.log");
+    std::fs::write(&log, &input).unwrap();
+    let out = tmp.path().join("out");
+    let summary = batch_run(&repo().join("pipelines/daily.toml"), [&log], &out);
+    assert_eq!(summary["lines_parsed"], lines.len() + long_paths.len());
+    assert_eq!(summary["values_cut"], long_paths.len());
+    let pages: Vec<String> = report_rows(&out, "page_views_hourly")
+        .iter()
+        .filter_map(|r| r["page"].as_str().map(str::to_owned))
+        .collect();
+    assert!(pages.len() > 10, "{pages:?}");
+    for page in &pages {
+        assert!(
+            page.len() <= PAGE_MAX_BYTES + PAGE_CUT_MARKER.len(),
+            "{}",
+            page.len()
+        );
     }
 }
 
