@@ -49,6 +49,9 @@
 //!    (`MacBookPro16Inch2019M1Max`).
 //! 6. **IP literal**: an IPv6 address or a dotted quad (see `ip_literal_in`):
 //!    `203.0.113.77`, `2001:db8::1`, `::ffff:198.51.100.7`.
+//! 7. **Announced token**: 12+ letters and digits (with a digit, or both cases) after a
+//!    `sess`, `session`, `sid`, `token`, `auth` or `otp` part: `sess_QdYyoyNqpKbABPSfkcNRKBRm`
+//!    (see `announced_token`; found by the generated leak corpus of `tests/it/leaks.rs`).
 //!
 //! Every rule is a single pass over the bytes with a few counters: no regular expression
 //! and no allocation (except to decode text holding `%25` a second time). A segment
@@ -559,8 +562,48 @@ pub fn looks_personal(decoded: impl IntoIterator<Item = u8>) -> bool {
     detector.finish()
 }
 
+/// Words that announce a session or access token in the part after them
+/// (`sess_k3i9…`, `token-…`, `sid=…`): see [`announced_token`].
+const TOKEN_WORDS: &[&[u8]] = &[
+    b"sess",
+    b"session",
+    b"sessid",
+    b"sessionid",
+    b"sid",
+    b"token",
+    b"tok",
+    b"auth",
+    b"otp",
+];
+
+/// Rule 7 (**announced token**): a part that follows one of [`TOKEN_WORDS`] (parts are
+/// separated by `_ - . = :`, case ignored) and is 12 or more ASCII letters and digits with
+/// a digit or both cases is a token, whatever its shape: `/reset/sess_QdYyoyNqpKbABPSfkcNRKBRm`.
+/// Rule 5 catches most random tokens by shape alone; this catches the ones it misses when
+/// the site names them. `session-timeout-settings` stays (no digit, one case).
+fn announced_token(raw: &[u8]) -> bool {
+    let mut parts = raw.split(|b| matches!(b, b'_' | b'-' | b'.' | b'=' | b':'));
+    let mut announced = false;
+    for part in &mut parts {
+        if announced
+            && part.len() >= 12
+            && part.iter().all(u8::is_ascii_alphanumeric)
+            && (part.iter().any(u8::is_ascii_digit)
+                || (part.iter().any(u8::is_ascii_lowercase)
+                    && part.iter().any(u8::is_ascii_uppercase)))
+        {
+            return true;
+        }
+        announced = TOKEN_WORDS.iter().any(|w| part.eq_ignore_ascii_case(w));
+    }
+    false
+}
+
 /// Whether a path segment or query value, as logged, looks like personal data.
 fn raw_looks_personal(raw: &[u8], plus_is_space: bool) -> bool {
+    if raw.len() >= 15 && announced_token(raw) {
+        return true;
+    }
     if raw.len() < HEX_TOKEN_MIN as usize {
         // Too short for a hex token, UUID or base64-like token (decoding only shortens):
         // without `%`, only an `@` after the first byte, `--` (of `--at--`), `(`, `[`,
@@ -913,7 +956,7 @@ impl QueryValue {
                 raw,
                 plus_is_space: false,
             });
-        if plus_kept || looks_personal(decoded.iter().copied()) {
+        if plus_kept || announced_token(decoded) || looks_personal(decoded.iter().copied()) {
             return Some(Self(Arc::from(REDACTED)));
         }
         let text: String = String::from_utf8_lossy(decoded)

@@ -13,6 +13,7 @@ mod formats;
 mod inputs;
 mod keygen;
 mod keys;
+mod leaks;
 mod lookup;
 mod nats;
 mod panics;
