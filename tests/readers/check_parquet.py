@@ -49,8 +49,8 @@ def check_file(path: pathlib.Path):
             fail(f"{path}: external file carries {key}")
         if not external and key not in meta:
             fail(f"{path}: metadata {key} missing")
-    if external and "logveil.release_id" not in meta:
-        fail(f"{path}: external file without logveil.release_id")
+    if external and "logveil.release_id" in meta:
+        fail(f"{path}: external file carries logveil.release_id")
     report = path.parent.parent.name
     if meta["logveil.report"] != report:
         fail(f"{path}: logveil.report={meta['logveil.report']} but directory is {report}")

@@ -562,7 +562,12 @@ fn provenance(
         ("logveil.totals".into(), spec.totals.to_string()),
         ("logveil.perturbation".into(), protection_text(spec)),
     ];
-    if let Some((id, _)) = &p.identity {
+    // An external audience does not get the identity: it changes with the true state, so
+    // a re-run whose published numbers did not move would still tell it that withheld
+    // data changed. The ledger keeps it.
+    if let Some((id, _)) = &p.identity
+        && !spec.external
+    {
         extra.push(("logveil.release_id".into(), id.as_str().to_owned()));
     }
     if let Some(dp) = &d.dp {
