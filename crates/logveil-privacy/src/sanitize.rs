@@ -61,6 +61,7 @@
 //! `../shared/corpora`) and by `crates/logveil/tests/it/sanitize.rs`, which runs them
 //! over every path of those corpora.
 
+use crate::client::parse_ip;
 use std::fmt;
 use std::sync::{Arc, LazyLock};
 
@@ -79,10 +80,23 @@ const UUID_GROUPS: [u32; 5] = [8, 4, 4, 4, 12];
 
 /// Bytes of `raw`, percent-decoded on the fly (`%4` or `%zz` stay as they are); with
 /// `plus_is_space`, `+` is a space (query strings, `application/x-www-form-urlencoded`).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Decoded<'a> {
     raw: &'a [u8],
     plus_is_space: bool,
+}
+
+/// Lengths only: `raw` is logged text (paths, query values) that may hold identifiers.
+impl fmt::Debug for Decoded<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Decoded({} bytes)", self.raw.len())
+    }
+}
+
+impl fmt::Debug for IpRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IpRun({} bytes)", self.len)
+    }
 }
 
 impl Iterator for Decoded<'_> {
@@ -239,8 +253,8 @@ impl TokenRun {
     }
 }
 
-/// The IP-literal rule's buffer: the current run of `[0-9A-Fa-f:.]`.
-#[derive(Debug)]
+/// The IP-literal rule's buffer: the current run of `[0-9A-Fa-f:.]`. Its `Debug` shows
+/// only the length: the buffer holds address bytes.
 struct IpRun {
     buf: [u8; IP_RUN_MAX],
     len: usize,
@@ -1279,9 +1293,9 @@ impl ReferrerDomain {
         };
         let bracketed = host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]"));
         let ip_literal = match bracketed {
-            Some(inner) => inner == REDACTED.as_bytes() || parse_ip_text(inner).is_some(),
+            Some(inner) => inner == REDACTED.as_bytes() || parse_ip(inner).is_some(),
             // A bare IPv6 host (no brackets) was cut at its first `:` above.
-            None => parse_ip_text(host).is_some() || parse_ip_text(host_port).is_some(),
+            None => parse_ip(host).is_some() || parse_ip(host_port).is_some(),
         } || host
             // An address inside a name (`203.0.113.9.nip.io`) is one too.
             .split(|b| !(b.is_ascii_hexdigit() || matches!(b, b':' | b'.')))
@@ -1321,11 +1335,6 @@ impl ReferrerDomain {
     pub fn shared(&self) -> Arc<str> {
         Arc::clone(&self.0)
     }
-}
-
-/// An IP address written exactly as `text` (no port, no brackets).
-fn parse_ip_text(text: &[u8]) -> Option<std::net::IpAddr> {
-    std::str::from_utf8(text).ok()?.parse().ok()
 }
 
 /// The longest host name a referrer domain keeps.
@@ -1469,7 +1478,7 @@ impl<'a> LineIdentifiers<'a> {
         let mut host = None;
         for (i, client) in clients.into_iter().enumerate() {
             let Some(client) = client else { continue };
-            match crate::client::parse_ip(client) {
+            match parse_ip(client) {
                 Some(ip) if addrs[0] != Some(ip) => {
                     let anchor = Anchor::of(ip);
                     if anchor.len > 0 {
@@ -1502,23 +1511,6 @@ impl<'a> LineIdentifiers<'a> {
             anchors,
             tokens: [cookie, host],
         }
-    }
-
-    /// From a parsed record: its peer address, the client behind trusted proxies, and its
-    /// visitor cookie.
-    pub fn of_record(
-        record: &logveil_parse::LogRecord<'a>,
-        clients: &crate::client::ClientPolicy,
-    ) -> Self {
-        let peer = record.client.map(|c| c.expose_for_hashing());
-        let client = clients
-            .trusted_proxies
-            .client(peer, record.forwarded_for.map(|f| f.expose_for_hashing()));
-        let client = client.filter(|c| Some(*c) != peer);
-        Self::new(
-            [peer, client],
-            record.visitor_cookie.map(|c| c.expose_for_hashing()),
-        )
     }
 
     /// Whether there is nothing to look for.
