@@ -30,12 +30,13 @@ const SECRET_KEYS: &[&str] = &[
 
 /// `text` with every credential it can recognise replaced by `***` (see the module docs).
 pub fn redact_credentials(text: &str) -> String {
-    let text = redact_secret_keys(text);
+    let text = redact_password_params(text);
     let text = redact_userinfo(&text);
-    redact_password_params(&text)
+    redact_secret_keys(&text)
 }
 
-/// `KEY = value` lines whose key names a secret: the value goes.
+/// `KEY = value` whose key names a secret — at the start of a line or inside an inline
+/// table (`db = { password = "…" }`): the rest of the line goes.
 fn redact_secret_keys(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
@@ -43,29 +44,41 @@ fn redact_secret_keys(text: &str) -> String {
             Some(b) => (b, "\n"),
             None => (line, ""),
         };
-        if let Some((key, _)) = body.split_once('=') {
-            // In a quoted snippet (`9 | password = "…"`) the key follows the gutter.
-            let key = key
-                .rsplit('|')
-                .next()
-                .unwrap_or(key)
-                .trim()
-                .trim_matches('"');
-            let name = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
-            if SECRET_KEYS
-                .iter()
-                .any(|s| name == *s || name.ends_with(&format!("_{s}")))
-            {
-                let keep = body.len() - body.split_once('=').map_or(0, |(_, v)| v.len());
-                out.push_str(&body[..keep]);
+        match secret_value_start(body) {
+            Some(at) => {
+                out.push_str(&body[..at]);
                 out.push_str(" ***");
                 out.push_str(end);
-                continue;
             }
+            None => out.push_str(line),
         }
-        out.push_str(line);
     }
     out
+}
+
+/// Where the value of the first secret-named key of `line` starts (just after its `=`).
+fn secret_value_start(line: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(eq) = line[from..].find('=').map(|i| from + i) {
+        // The key: the word before `=`, after the gutter (`9 | …`), `{`, `,` or a space.
+        let key = line[..eq]
+            .trim_end()
+            .rsplit(|c: char| matches!(c, '|' | '{' | ',' | ' ' | '\t'))
+            .next()
+            .unwrap_or("")
+            .trim_matches('"');
+        let name = key.rsplit('.').next().unwrap_or(key).to_ascii_lowercase();
+        let already = line[eq + 1..].trim_start().starts_with("***");
+        if !already
+            && SECRET_KEYS
+                .iter()
+                .any(|s| name == *s || name.ends_with(&format!("_{s}")))
+        {
+            return Some(eq + 1);
+        }
+        from = eq + 1;
+    }
+    None
 }
 
 /// `scheme://user:password@host` → `scheme://user:***@host`; `scheme://token@host` →
@@ -134,7 +147,15 @@ pub fn toml_error(text: &str, error: &toml::de::Error) -> String {
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let line_number = text[..start].matches('\n').count() + 1;
     let column = text[line_start..start].chars().count() + 1;
-    let line = redact_credentials(text[line_start..line_end].trim_end_matches('\r'));
+    let raw_line = text[line_start..line_end].trim_end_matches('\r');
+    // toml's message can quote the value (``invalid type: integer `12345` ``): on a line
+    // that holds a secret-named key, it is not shown.
+    let message = if secret_value_start(raw_line).is_some() {
+        "invalid value (not shown: the line holds a secret)"
+    } else {
+        message
+    };
+    let line = redact_credentials(raw_line);
     redact_credentials(&format!(
         "TOML parse error at line {line_number}, column {column}: {message}\n  | {line}"
     ))
@@ -166,6 +187,23 @@ mod tests {
             redact_credentials("9 | nats_token = \"s3cret\""),
             "9 | nats_token = ***"
         );
+        assert_eq!(
+            redact_credentials("db = { user = \"a\", password = \"s3cret\" }"),
+            "db = { user = \"a\", password = ***"
+        );
+    }
+
+    #[test]
+    fn a_type_error_on_a_secret_line_does_not_quote_the_value() {
+        let text = "token = 12345678\n";
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct T {
+            token: String,
+        }
+        let err = toml::from_str::<T>(text).unwrap_err();
+        let shown = toml_error(text, &err);
+        assert!(!shown.contains("12345678"), "{shown}");
     }
 
     #[test]

@@ -410,12 +410,7 @@ impl PTable {
     /// Lower-case hex SHA-256 of [`PTable::to_csv`]: written into file metadata as
     /// `ptable_sha256`.
     pub fn sha256(&self) -> String {
-        let digest = Sha256::digest(self.to_csv().as_bytes());
-        let mut hex = String::with_capacity(64);
-        for byte in digest {
-            let _ = write!(hex, "{byte:02x}");
-        }
-        hex
+        format!("{:x}", Sha256::digest(self.to_csv().as_bytes()))
     }
 
     /// D: the largest absolute noise.

@@ -915,13 +915,7 @@ impl Ledger {
                 file.version
             )));
         }
-        let digest = Sha256::digest(&data)
-            .iter()
-            .fold(String::new(), |mut hex, b| {
-                use std::fmt::Write as _;
-                let _ = write!(hex, "{b:02x}");
-                hex
-            });
+        let digest = format!("{:x}", Sha256::digest(&data));
         let spends: Vec<Spend> = file
             .spends
             .into_iter()
