@@ -63,7 +63,7 @@ fn secret_value_start(line: &str) -> Option<usize> {
         // The key: the word before `=`, after the gutter (`9 | …`), `{`, `,` or a space.
         let key = line[..eq]
             .trim_end()
-            .rsplit(|c: char| matches!(c, '|' | '{' | ',' | ' ' | '\t'))
+            .rsplit(['|', '{', ',', ' ', '\t'])
             .next()
             .unwrap_or("")
             .trim_matches('"');
@@ -195,12 +195,12 @@ mod tests {
 
     #[test]
     fn a_type_error_on_a_secret_line_does_not_quote_the_value() {
-        let text = "token = 12345678\n";
         #[derive(Debug, serde::Deserialize)]
         #[allow(dead_code)]
         struct T {
             token: String,
         }
+        let text = "token = 12345678\n";
         let err = toml::from_str::<T>(text).unwrap_err();
         let shown = toml_error(text, &err);
         assert!(!shown.contains("12345678"), "{shown}");
